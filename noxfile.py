@@ -1,0 +1,74 @@
+"""Sessions: one test session per backend (same suite), lint, demo, example, conformance, bench."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests-numpy", "tests-jax", "tests-torch", "tests-strict", "lint"]
+nox.options.reuse_existing_virtualenvs = True
+
+PIN = ("-c", "constraints.txt")
+BACKEND_PACKAGES = {
+    "numpy": [],
+    "jax": ["jax"],
+    "torch": ["torch"],
+    "strict": ["array-api-strict"],
+}
+# The xp fixture name for each session's backend.
+FIXTURE_NAME = {"numpy": "numpy", "jax": "jax", "torch": "torch", "strict": "array_api_strict"}
+
+
+def _install(session: nox.Session, *packages: str) -> None:
+    session.install(*PIN, *packages)
+
+
+for _backend, _packages in BACKEND_PACKAGES.items():
+
+    @nox.session(name=f"tests-{_backend}")
+    def tests(session: nox.Session, backend: str = _backend, packages: list[str] = _packages) -> None:
+        """Run the test suite with one backend installed."""
+        _install(session, ".[test]", *packages)
+        env = {"KNOTSAFE_TEST_BACKENDS": FIXTURE_NAME[backend]}
+        if backend == "jax":
+            # JAX computes in float32 unless x64 is enabled: run the suite both ways.
+            session.run("pytest", *session.posargs, env={**env, "JAX_ENABLE_X64": "0"})
+            session.run("pytest", *session.posargs, env={**env, "JAX_ENABLE_X64": "1"})
+        else:
+            session.run("pytest", *session.posargs, env=env)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff (lint and format check) and mypy on src/."""
+    _install(session, "ruff", "mypy", "numpy", "array-api-compat")
+    session.run("ruff", "check", "src", "tests", "conformance", "benchmarks", "examples", "noxfile.py")
+    session.run("ruff", "format", "--check", "src", "tests", "conformance", "benchmarks", "examples", "noxfile.py")
+    session.run("mypy", "src/knotsafe")
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """The duplicate-knot scenario on every backend, beside plain interp and stop_gradient+jitter."""
+    _install(session, ".[numpy,jax,torch,strict]")
+    session.run("python", "examples/demo.py", *session.posargs, env={"JAX_ENABLE_X64": "1"})
+
+
+@nox.session
+def example(session: nox.Session) -> None:
+    """Lens reconstruction on the adaptive rectangular mesh; writes a figure."""
+    _install(session, ".[numpy,jax,torch,strict]", "matplotlib")
+    session.run("python", "examples/lens_reconstruction.py", *session.posargs, env={"JAX_ENABLE_X64": "1"})
+
+
+@nox.session
+def conformance(session: nox.Session) -> None:
+    """The backend conformance suite; prints and writes the conformance table."""
+    _install(session, ".[test,jax,torch,strict]", "./conformance/plugin")
+    session.run("python", "-m", "conformance", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Side-by-side benchmarks against the peers; prints the table and writes the plot."""
+    _install(session, ".[numpy,jax,torch]", "matplotlib", "torchinterp1d")
+    session.run("python", "benchmarks/run.py", *session.posargs)

@@ -1,0 +1,51 @@
+"""JAX hooks: ``stop_gradient`` and the gradient rule as a ``jax.custom_jvp``."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from knotsafe._lib._rule import InterpRule
+from knotsafe.backends import BackendHooks
+
+
+@functools.lru_cache(maxsize=512)
+def _custom_interp(rule: InterpRule) -> Any:
+    @jax.custom_jvp
+    def interp(x: Any, knots: Any, values: Any) -> Any:
+        return rule.value(x, knots, values)
+
+    @interp.defjvp
+    def interp_jvp(primals: Any, tangents: Any) -> Any:
+        x, knots, values = primals
+        x_dot, knots_dot, values_dot = tangents
+        out, p = rule.value_and_partials(x, knots, values)
+        # Linear in the tangents, so JAX transposes it for reverse mode
+        # (the takes become scatter-adds).
+        t = p.dx * x_dot + p.a0 * jnp.take(values_dot, p.j) + p.a1 * jnp.take(values_dot, p.j + 1)
+        if p.b0 is not None:
+            t = t + p.b0 * jnp.take(knots_dot, p.j) + p.b1 * jnp.take(knots_dot, p.j + 1)
+        return out, t
+
+    return interp
+
+
+def _linearize(hooks: BackendHooks, rule: InterpRule, x: Any, knots: Any, values: Any) -> Any:
+    return _custom_interp(rule)(x, knots, values)
+
+
+def _scatter_add(xp: Any, size: int, index: Any, src: Any) -> Any:
+    return jnp.zeros((size,), dtype=src.dtype, device=src.device).at[index].add(src)
+
+
+def make_hooks() -> BackendHooks:
+    return BackendHooks(
+        "jax",
+        differentiable=True,
+        stop_gradient=jax.lax.stop_gradient,
+        linearize=_linearize,
+        scatter_add=_scatter_add,
+    )

@@ -1,0 +1,84 @@
+"""PyTorch hooks: ``detach`` and the gradient rule as a ``torch.autograd.Function``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from knotsafe._lib._rule import InterpRule
+from knotsafe.backends import BackendHooks
+
+
+def _gather_combine(idx: Any, c0: Any, c1: Any, tangent: Any) -> Any:
+    return c0 * torch.take(tangent, idx) + c1 * torch.take(tangent, idx + 1)
+
+
+def _scatter_pair(n: int, idx: Any, g0: Any, g1: Any) -> Any:
+    out = torch.zeros(n, dtype=g0.dtype, device=g0.device)
+    return out.index_add(0, idx, g0).index_add(0, idx + 1, g1)
+
+
+class _Interp(torch.autograd.Function):
+    # The forward is made of torch operations only, so torch.func can derive
+    # the vmap rule; partials travel as non-differentiable outputs because
+    # setup_context (required by torch.func) cannot see forward's locals.
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x: Any, knots: Any, values: Any, rule: InterpRule) -> Any:  # type: ignore[override]
+        out, p = rule.value_and_partials(x, knots, values)
+        b0 = p.b0 if p.b0 is not None else torch.zeros_like(p.dx)
+        b1 = p.b1 if p.b1 is not None else torch.zeros_like(p.dx)
+        return out, p.j, p.dx, p.a0, p.a1, b0, b1
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: Any, output: Any) -> None:
+        _, knots, _, rule = inputs
+        _, *partials = output
+        ctx.mark_non_differentiable(*partials)
+        ctx.save_for_backward(*partials)
+        ctx.save_for_forward(*partials)
+        ctx.n = knots.shape[-1]
+        ctx.knot_grad = rule.knot_grad != "stop"
+
+    @staticmethod
+    def backward(ctx: Any, g: Any, *_: Any) -> Any:  # type: ignore[override]
+        j, dx, a0, a1, b0, b1 = ctx.saved_tensors
+        need_x, need_k, need_v, _ = ctx.needs_input_grad
+        gx = g * dx if need_x else None
+        gk = _scatter_pair(ctx.n, j, g * b0, g * b1) if need_k and ctx.knot_grad else None
+        gv = _scatter_pair(ctx.n, j, g * a0, g * a1) if need_v else None
+        if need_k and gk is None:
+            gk = torch.zeros(ctx.n, dtype=g.dtype, device=g.device)
+        return gx, gk, gv, None
+
+    @staticmethod
+    def jvp(ctx: Any, x_t: Any, knots_t: Any, values_t: Any, _: Any) -> Any:
+        j, dx, a0, a1, b0, b1 = ctx.saved_tensors
+        t = torch.zeros_like(dx)
+        if x_t is not None:
+            t = t + dx * x_t
+        if values_t is not None:
+            t = t + _gather_combine(j, a0, a1, values_t)
+        if knots_t is not None and ctx.knot_grad:
+            t = t + _gather_combine(j, b0, b1, knots_t)
+        return t, None, None, None, None, None, None
+
+
+def _linearize(hooks: BackendHooks, rule: InterpRule, x: Any, knots: Any, values: Any) -> Any:
+    return _Interp.apply(x, knots, values, rule)[0]
+
+
+def _scatter_add(xp: Any, size: int, index: Any, src: Any) -> Any:
+    return torch.zeros(size, dtype=src.dtype, device=src.device).index_add(0, index, src)
+
+
+def make_hooks() -> BackendHooks:
+    return BackendHooks(
+        "torch",
+        differentiable=True,
+        stop_gradient=torch.Tensor.detach,
+        linearize=_linearize,
+        scatter_add=_scatter_add,
+    )

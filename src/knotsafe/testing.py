@@ -1,0 +1,176 @@
+"""Data for tests, demos and benchmarks: duplicate-laden knots and a traced lens grid.
+
+Everything here is deterministic and built with NumPy, then converted with
+``xp.asarray`` where a namespace is given, so every backend sees the same
+numbers.  The lens grid reproduces what breaks plain interpolation: a
+singular isothermal sphere (SIS) traces mirror-symmetric image pixels to
+identical source-plane coordinates (exact duplicate knots), and a rotation of
+the frame adds rounding noise of one or two ulp (near-duplicates).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+Array = Any
+
+__all__ = ["KnotCase", "circular_mask_grid", "knot_cases", "lens_grid", "trace_sis"]
+
+
+def circular_mask_grid(radius: float = 3.5, pixel_scale: float = 0.05, sub_size: int = 1) -> np.ndarray:
+    """Image-plane (y, x) coordinates of the pixels inside a circular mask.
+
+    Parameters
+    ----------
+    radius, pixel_scale
+        Mask radius and pixel size in arcseconds; the pixel grid is centred
+        on the origin, so it is exactly mirror-symmetric.
+    sub_size
+        Over-sampling: each pixel is split into ``sub_size**2`` sub-pixels,
+        listed pixel by pixel (sub-pixel ``s`` of pixel ``p`` is row
+        ``p * sub_size**2 + s``).
+
+    Returns
+    -------
+    ndarray, shape (N * sub_size**2, 2), float64
+    """
+    n = 2 * int(np.ceil(radius / pixel_scale))
+    centres = (np.arange(n) - (n - 1) / 2) * pixel_scale
+    yy, xx = np.meshgrid(centres[::-1], centres, indexing="ij")
+    inside = yy**2 + xx**2 <= radius**2
+    pix = np.stack([yy[inside], xx[inside]], axis=1)
+    if sub_size == 1:
+        return pix
+    offsets = ((np.arange(sub_size) + 0.5) / sub_size - 0.5) * pixel_scale
+    oy, ox = np.meshgrid(offsets[::-1], offsets, indexing="ij")
+    sub = np.stack([oy.ravel(), ox.ravel()], axis=1)
+    return (pix[:, None, :] + sub[None, :, :]).reshape(-1, 2)
+
+
+def trace_sis(grid: Array, einstein_radius: Any, *, rotation: float = 0.0, xp: ModuleType | None = None) -> Array:
+    """Ray-trace image-plane points through a singular isothermal sphere.
+
+    ``beta = theta - einstein_radius * theta / |theta|``, computed in a frame
+    rotated by ``rotation`` radians and rotated back.  Differentiable with
+    respect to ``einstein_radius`` (an array of the grid's namespace, or a
+    float).  A non-zero rotation turns some exact mirror duplicates into
+    1-2 ulp near-duplicates.
+
+    Parameters
+    ----------
+    grid : array, shape (N, 2)
+    einstein_radius : float or 0-d array
+    rotation : float
+    xp : namespace, optional
+
+    Returns
+    -------
+    array, shape (N, 2), dtype of ``grid``
+    """
+    if xp is None:
+        import array_api_compat
+
+        xp = array_api_compat.array_namespace(grid)
+    c, s = float(np.cos(rotation)), float(np.sin(rotation))
+    y, x = grid[:, 0], grid[:, 1]
+    if rotation:
+        y, x = c * y + s * x, -s * y + c * x
+    r = xp.sqrt(y * y + x * x)
+    scale = 1.0 - einstein_radius / r
+    ty, tx = y * scale, x * scale
+    if rotation:
+        ty, tx = c * ty - s * tx, s * ty + c * tx
+    return xp.stack([ty, tx], axis=1)
+
+
+def lens_grid(
+    *,
+    radius: float = 3.5,
+    pixel_scale: float = 0.05,
+    sub_size: int = 4,
+    einstein_radius: float = 1.6,
+    rotation: float = 0.0,
+    xp: ModuleType | None = None,
+    dtype: Any = None,
+) -> tuple[Array, Array]:
+    """Traced source-plane data grid and over-sampled grid of an SIS lens.
+
+    Returns
+    -------
+    data_grid : array, shape (N, 2)
+        Traced pixel centres (N = 15,380 for the defaults).
+    over_sampled : array, shape (N * sub_size**2, 2)
+        Traced sub-pixels.
+
+    Both are float64 NumPy arrays unless ``xp``/``dtype`` say otherwise.
+    """
+    grids = []
+    for sub in (1, sub_size):
+        image = circular_mask_grid(radius, pixel_scale, sub)
+        grids.append(trace_sis(image, einstein_radius, rotation=rotation, xp=np))
+    if xp is None:
+        return (grids[0].astype(dtype or np.float64), grids[1].astype(dtype or np.float64))
+    return tuple(xp.asarray(g, dtype=dtype) if dtype is not None else xp.asarray(g) for g in grids)  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class KnotCase:
+    """A named interpolation problem: knots, values and queries (float64 NumPy)."""
+
+    name: str
+    knots: np.ndarray
+    values: np.ndarray
+    queries: np.ndarray
+
+
+def knot_cases(seed: int = 0) -> list[KnotCase]:
+    """The duplicate-knot scenarios every backend is tested on.
+
+    Cases: random knots; exact duplicates; a long run of duplicates;
+    ulp-level near-duplicates (``numpy.nextafter``) with queries inside the
+    gaps; queries exactly on knots; out-of-range queries; a single knot pair;
+    a single knot; NaN queries; and the sorted y column of the traced lens grid
+    (data grid of a 1.5-radius mask, rotated frame) with its sub-pixels as
+    queries.
+    """
+    rng = np.random.default_rng(seed)
+    cases = []
+
+    k = np.sort(rng.uniform(-2.0, 3.0, 40))
+    cases.append(KnotCase("random", k, rng.normal(size=40), rng.uniform(-2.5, 3.5, 200)))
+
+    k = np.sort(np.concatenate([rng.uniform(0, 1, 20), np.repeat(rng.uniform(0, 1, 5), 3)]))
+    cases.append(KnotCase("exact_duplicates", k, np.cumsum(rng.uniform(0, 1, k.size)), rng.uniform(-0.1, 1.1, 200)))
+
+    k = np.concatenate([np.linspace(-1, 0, 10), np.zeros(25), np.linspace(0, 1, 10)])
+    cases.append(KnotCase("long_run", k, np.arange(k.size, dtype=float) / k.size, np.linspace(-1.2, 1.2, 241)))
+
+    base = np.sort(rng.uniform(0.5, 1.5, 30))
+    k = np.sort(np.concatenate([base, np.nextafter(base, 2.0), np.nextafter(np.nextafter(base, 2.0), 2.0)]))
+    mid = base + (np.nextafter(base, 2.0) - base) / 2  # rounds onto a knot or inside the gap
+    q = np.concatenate([mid, np.nextafter(base, 2.0), rng.uniform(0.4, 1.6, 100)])
+    cases.append(KnotCase("near_duplicates", k, rng.normal(size=k.size), q))
+
+    k = np.sort(rng.uniform(-1, 1, 25))
+    k[5:8] = k[5]
+    cases.append(KnotCase("queries_on_knots", k, rng.normal(size=25), np.concatenate([k, k[::3]])))
+
+    k = np.linspace(0.0, 1.0, 12)
+    cases.append(
+        KnotCase("out_of_range", k, rng.normal(size=12), np.array([-1e300, -5.0, -1e-300, 1.0, 1.0 + 1e-15, 7.0]))
+    )
+
+    cases.append(KnotCase("single_pair", np.array([0.25, 0.75]), np.array([1.0, -2.0]), np.linspace(0, 1, 21)))
+    cases.append(KnotCase("single_knot", np.array([0.5]), np.array([3.0]), np.array([0.0, 0.5, 1.0])))
+
+    k = np.linspace(0.0, 1.0, 8)
+    cases.append(KnotCase("nan_queries", k, rng.normal(size=8), np.array([np.nan, 0.3, np.nan, 2.0])))
+
+    data, over = lens_grid(radius=1.5, sub_size=2, rotation=0.3)
+    ky = np.sort(data[:, 0])
+    cases.append(KnotCase("lens_grid", ky, np.arange(1, ky.size + 1) / (ky.size + 1), over[:, 0]))
+    return cases

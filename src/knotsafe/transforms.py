@@ -1,0 +1,154 @@
+"""Rank-space (empirical CDF) transforms of point sets, one column at a time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+import array_api_compat as compat
+
+from knotsafe._lib import _namespace as ns
+from knotsafe.interp import KnotGrad, interp_checked
+
+__all__ = ["create_transforms"]
+
+Array = Any
+Transform = Callable[[Array], Array]
+
+
+def create_transforms(
+    points: Array,
+    weights: Array | None = None,
+    *,
+    xp: ModuleType | None = None,
+    knot_grad: KnotGrad = "exact",
+    min_gap: float | None = None,
+    mesh_weight_map: Array | None = None,
+) -> tuple[Transform, Transform]:
+    """Build the per-column rank transform of ``points`` and its inverse.
+
+    Each column ``d`` is sorted into knots ``s_d`` with ranks
+    ``t = arange(1, N + 1) / (N + 1)``; then ``transform(q)[:, d] =
+    interp(q[:, d], s_d, t, left=0, right=1)`` and ``inv_transform(u)[:, d] =
+    interp(u[:, d], t, s_d)``.  Duplicate points are duplicate knots, which
+    :func:`knotsafe.interp` differentiates safely.
+
+    Parameters
+    ----------
+    points : array, shape (N, D)
+        N >= 1 points in D >= 1 dimensions, free of NaN.
+    weights : array, shape (N,), optional
+        Non-negative weights, not all zero.  The ranks become the cumulative
+        weights in each column's sort order, scaled so that ``t[-1] = N / (N
+        + 1)``; uniform weights give exactly the unweighted ``t``.
+    xp : namespace, optional
+        Array namespace (numpy, jax.numpy, torch, array_api_strict, ...);
+        default inferred from ``points``.
+    knot_grad, min_gap
+        As in :func:`knotsafe.interp`, applied to both transforms.
+    mesh_weight_map : array, shape (N,), optional
+        Alias of ``weights`` (the keyword of the lensing code this replaces).
+
+    Returns
+    -------
+    transform : callable
+        ``(K, D) -> (K, D)`` array in ``[0, 1]``: 0 below a column's smallest
+        point, 1 above its largest.
+    inv_transform : callable
+        ``(K, D) -> (K, D)``, clamped to each column's range like
+        ``numpy.interp``.
+
+    Raises
+    ------
+    ValueError
+        ``points`` not 2-D or empty, or containing NaN (checked on concrete
+        arrays); ``weights`` of the wrong shape, negative, NaN or all zero
+        (concrete arrays); queries of the wrong shape.
+    TypeError
+        Both ``weights`` and ``mesh_weight_map`` given; arrays from two
+        libraries.
+
+    Notes
+    -----
+    Gradients flow to ``points`` through the sort (a permutation) and the
+    knot partials of :func:`knotsafe.interp`, to ``weights`` through the
+    ranks, and to the queries through the bin slopes; all are finite on
+    duplicate-laden point sets.  NaN queries give NaN outputs with zero
+    gradient.  Under tracing (``jax.jit``) the data checks are skipped and NaN
+    points give meaningless ranks.
+    """
+    if mesh_weight_map is not None:
+        if weights is not None:
+            raise TypeError("pass `weights` or its alias `mesh_weight_map`, not both")
+        weights = mesh_weight_map
+    xp_, arrays = ns.resolve({"points": points, "weights": weights}, xp)
+    ns.check_knot_grad(knot_grad)
+    gap = ns.check_min_gap(min_gap)
+    pts = arrays["points"]
+    if pts.ndim != 2 or pts.shape[0] == 0 or pts.shape[1] == 0:
+        raise ValueError(f"`points` must have shape (N, D) with N, D >= 1, got {tuple(pts.shape)}")
+    n, dim = pts.shape
+    dtype = ns.float_dtype(xp_, pts)
+    pts = xp_.astype(pts, dtype, copy=False)
+    if ns.holds(xp_, ~xp_.isnan(pts)) is False:
+        raise ValueError("`points` contains NaN")
+
+    # Rows of `cols` are contiguous, which 1-D searchsorted kernels prefer.
+    cols = xp_.permute_dims(pts, (1, 0))
+    if arrays.get("weights") is None:
+        knots = xp_.sort(cols, axis=1)
+        ranks = xp_.arange(1, n + 1, dtype=dtype, device=compat.device(pts)) / (n + 1)
+        rank_rows = [ranks] * dim
+    else:
+        w = _checked_weights(xp_, arrays["weights"], n, dtype)
+        order = xp_.argsort(cols, axis=1, stable=True)
+        knots = xp_.stack([xp_.take(cols[d, :], order[d, :]) for d in range(dim)])
+        # Dividing by the largest weight makes uniform weights exactly 1, so
+        # their cumulative sums are exact integers and t matches the
+        # unweighted ranks bit for bit.
+        w = w / xp_.max(w)
+        rank_rows = []
+        for d in range(dim):
+            cum = xp_.cumulative_sum(xp_.take(w, order[d, :]))
+            total = cum[-1]
+            rank_rows.append(cum / (total + total / n))
+
+    def apply(q: Array, name: str, inverse: bool) -> Array:
+        _, arr = ns.resolve({name: q}, xp_)
+        q = arr[name]
+        if q.ndim != 2 or q.shape[1] != dim:
+            raise ValueError(f"`{name}` must have shape (K, {dim}), got {tuple(q.shape)}")
+        q = xp_.astype(q, xp_.result_type(q, dtype) if xp_.isdtype(q.dtype, "real floating") else dtype, copy=False)
+        out = []
+        for d in range(dim):
+            col = xp_.astype(knots[d, :], q.dtype, copy=False)
+            t = xp_.astype(rank_rows[d], q.dtype, copy=False)
+            if inverse:
+                out.append(
+                    interp_checked(xp_, q[:, d], t, col, left=None, right=None, knot_grad=knot_grad, min_gap=gap)
+                )
+            else:
+                out.append(interp_checked(xp_, q[:, d], col, t, left=0.0, right=1.0, knot_grad=knot_grad, min_gap=gap))
+        return xp_.stack(out, axis=1)
+
+    def transform(q: Array) -> Array:
+        """Rank-space coordinates of queries ``q`` of shape (K, D), in [0, 1]."""
+        return apply(q, "q", inverse=False)
+
+    def inv_transform(u: Array) -> Array:
+        """Points of rank-space coordinates ``u`` of shape (K, D)."""
+        return apply(u, "u", inverse=True)
+
+    return transform, inv_transform
+
+
+def _checked_weights(xp: ModuleType, w: Array, n: int, dtype: Any) -> Array:
+    if w.ndim != 1 or w.shape[0] != n:
+        raise ValueError(f"`weights` must have shape ({n},), got {tuple(w.shape)}")
+    w = xp.astype(w, dtype, copy=False)
+    if ns.holds(xp, w >= 0) is False:
+        raise ValueError("`weights` must be non-negative and free of NaN")
+    if ns.holds(xp, xp.any(w > 0)) is False:
+        raise ValueError("`weights` must not all be zero")
+    return w
