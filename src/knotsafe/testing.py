@@ -18,7 +18,15 @@ import numpy as np
 
 Array = Any
 
-__all__ = ["KnotCase", "circular_mask_grid", "knot_cases", "lens_grid", "trace_sis"]
+__all__ = [
+    "KnotCase",
+    "circular_mask_grid",
+    "jitter_interp",
+    "knot_cases",
+    "lens_grid",
+    "plain_interp",
+    "trace_sis",
+]
 
 
 def circular_mask_grid(radius: float = 3.5, pixel_scale: float = 0.05, sub_size: int = 1) -> np.ndarray:
@@ -174,3 +182,46 @@ def knot_cases(seed: int = 0) -> list[KnotCase]:
     ky = np.sort(data[:, 0])
     cases.append(KnotCase("lens_grid", ky, np.arange(1, ky.size + 1) / (ky.size + 1), over[:, 0]))
     return cases
+
+
+def plain_interp(x: Array, knots: Array, values: Array, *, xp: ModuleType | None = None) -> Array:
+    """The straightforward differentiable interp most codes write (a peer, unsafe).
+
+    ``searchsorted`` + gathers + ``(f1 - f0) / (k1 - k0)``, clamped to the end
+    values, differentiated by the framework's autodiff as written: zero or
+    ulp-sized knot gaps give inf/NaN or huge gradients.  Array API only.
+    """
+    if xp is None:
+        import array_api_compat
+
+        xp = array_api_compat.array_namespace(x, knots, values)
+    n = knots.shape[0]
+    j = xp.clip(xp.searchsorted(knots, x, side="right") - 1, 0, n - 2)
+    k0, k1 = xp.take(knots, j), xp.take(knots, j + 1)
+    f0, f1 = xp.take(values, j), xp.take(values, j + 1)
+    out = f0 + (f1 - f0) / (k1 - k0) * (x - k0)
+    out = xp.where(x <= knots[0], values[0], out)
+    return xp.where(x >= knots[-1], values[-1], out)
+
+
+#: The jitter of the reference report's fix, ``arange(N) * 1e-7``.
+REPORT_JITTER = 1e-7
+
+
+def jitter_interp(x: Array, knots: Array, values: Array, *, xp: ModuleType | None = None) -> Array:
+    """The reference report's fix: ``stop_gradient(knots + arange(N) * 1e-7)``.
+
+    Then :func:`plain_interp` on the jittered knots.  Forward values move by up
+    to ``N * 1e-7``, knot gradients are dropped, and in float32 the jitter
+    rounds away next to knots of size ~1, leaving zero gaps.
+    """
+    import array_api_compat
+
+    from knotsafe.backends import hooks_for
+
+    if xp is None:
+        xp = array_api_compat.array_namespace(x, knots, values)
+    n = knots.shape[0]
+    jitter = xp.arange(n, dtype=knots.dtype, device=array_api_compat.device(knots)) * REPORT_JITTER
+    frozen = hooks_for(xp).stop_gradient(knots + jitter)
+    return plain_interp(x, frozen, values, xp=xp)
