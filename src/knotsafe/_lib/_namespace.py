@@ -13,7 +13,8 @@ KNOT_GRAD_MODES = ("exact", "stop")
 
 
 def _library(a: Any) -> str:
-    return type(a).__module__.split(".")[0]
+    name: str = compat.array_namespace(a).__name__
+    return name.removeprefix("array_api_compat.").split(".")[0]
 
 
 def namespace_of(xp: Any) -> ModuleType:
@@ -52,7 +53,10 @@ def resolve(arrays: dict[str, Any], xp: Any = None) -> tuple[ModuleType, dict[st
     else:
         libs: dict[str, str] = {}
         for name, a in array_args.items():
-            libs.setdefault(_library(a), name)
+            try:
+                libs.setdefault(_library(a), name)
+            except TypeError as exc:
+                raise TypeError(f"`{name}`: {exc}") from exc
         if len(libs) > 1:
             (lib1, arg1), (lib2, arg2), *_ = libs.items()
             raise TypeError(
