@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BackendHooks",
+    "generic_is_concrete",
     "generic_linearize",
     "generic_safe_slope",
     "generic_scatter_add",
@@ -62,6 +63,11 @@ def generic_safe_slope(xp: Namespace, rise: Array, run: Array, genuine: Array) -
     """
     one = xp.ones_like(run)
     return xp.where(genuine, rise / xp.where(genuine, run, one), xp.zeros_like(rise))
+
+
+def generic_is_concrete(a: Array) -> bool:
+    """Whether the values of ``a`` can be read now (not traced, not lazy)."""
+    return not compat.is_lazy_array(a)
 
 
 def generic_searchsorted(xp: Namespace, knots: Array, x: Array) -> Array:
@@ -103,12 +109,13 @@ def generic_linearize(hooks: BackendHooks, rule: InterpRule, x: Array, knots: Ar
     xp = rule.xp
     sg = hooks.stop_gradient
     out, p = rule.value_and_partials(sg(x), sg(knots), sg(values))
-    s = p.dx * x + p.a0 * xp.take(values, p.j) + p.a1 * xp.take(values, p.j + 1)
+    # An infinite query has dx == 0 but would make dx * x NaN; it still copies
+    # an end value, so its values term must survive.
+    x_finite = xp.where(xp.isfinite(x), x, xp.zeros_like(x))
+    s = p.dx * x_finite + p.a0 * xp.take(values, p.j) + p.a1 * xp.take(values, p.j + 1)
     if p.b0 is not None and p.b1 is not None:
         s = s + p.b0 * xp.take(knots, p.j) + p.b1 * xp.take(knots, p.j + 1)
-    # Non-finite s only comes from a non-finite input whose partials are all
-    # zero (NaN or infinite queries); those entries get no gradient.
-    delta = xp.where(xp.isfinite(s), s - sg(s), xp.zeros_like(s))
+    delta = s - sg(s)
     return out + delta
 
 
@@ -144,6 +151,9 @@ class BackendHooks:
         out`` returning the exact ``numpy.interp`` values, or None to fall
         back to the standard implementation (used by non-differentiable
         backends only).
+    is_concrete
+        ``a -> bool``: whether data-dependent input checks may read ``a``
+        (False for traced or lazy arrays, such as under ``jax.jit``).
     linearize
         ``(hooks, rule, x, knots, values) -> out``: evaluate the interpolation
         with the gradient rule attached.  Backends override it with a native
@@ -157,6 +167,7 @@ class BackendHooks:
     searchsorted: Callable[[Namespace, Array, Array], Array] = generic_searchsorted
     scatter_add: Callable[[Namespace, int, Array, Array], Array] = generic_scatter_add
     forward: Forward | None = None
+    is_concrete: Callable[[Array], bool] = generic_is_concrete
     linearize: Linearize = generic_linearize
     extras: dict[str, Any] = field(default_factory=dict, compare=False)
 

@@ -135,7 +135,7 @@ class KnotCase:
     queries: np.ndarray
 
 
-def knot_cases(seed: int = 0) -> list[KnotCase]:
+def knot_cases(seed: int = 0, dtype: Any = np.float64) -> list[KnotCase]:
     """The duplicate-knot scenarios every backend is tested on.
 
     Cases: random knots; exact duplicates; a long run of duplicates;
@@ -143,7 +143,8 @@ def knot_cases(seed: int = 0) -> list[KnotCase]:
     gaps; queries exactly on knots; out-of-range queries; a single knot pair;
     a single knot; NaN queries; and the sorted y column of the traced lens grid
     (data grid of a 1.5-radius mask, rotated frame) with its sub-pixels as
-    queries.
+    queries.  Arrays are float64; ``dtype`` sets the precision in which the
+    near-duplicates are one and two ulp apart (cast the case to it).
     """
     rng = np.random.default_rng(seed)
     cases = []
@@ -157,10 +158,11 @@ def knot_cases(seed: int = 0) -> list[KnotCase]:
     k = np.concatenate([np.linspace(-1, 0, 10), np.zeros(25), np.linspace(0, 1, 10)])
     cases.append(KnotCase("long_run", k, np.arange(k.size, dtype=float) / k.size, np.linspace(-1.2, 1.2, 241)))
 
-    base = np.sort(rng.uniform(0.5, 1.5, 30))
-    k = np.sort(np.concatenate([base, np.nextafter(base, 2.0), np.nextafter(np.nextafter(base, 2.0), 2.0)]))
-    mid = base + (np.nextafter(base, 2.0) - base) / 2  # rounds onto a knot or inside the gap
-    q = np.concatenate([mid, np.nextafter(base, 2.0), rng.uniform(0.4, 1.6, 100)])
+    base = np.sort(rng.uniform(0.5, 1.5, 30)).astype(dtype)
+    up = np.nextafter(base, dtype(2.0))
+    k = np.sort(np.concatenate([base, up, np.nextafter(up, dtype(2.0))])).astype(np.float64)
+    # Queries on the first knot of each near-duplicate pair sit inside the ulp-wide gap.
+    q = np.concatenate([base, up, rng.uniform(0.4, 1.6, 100).astype(dtype)]).astype(np.float64)
     cases.append(KnotCase("near_duplicates", k, rng.normal(size=k.size), q))
 
     k = np.sort(rng.uniform(-1, 1, 25))
@@ -180,7 +182,7 @@ def knot_cases(seed: int = 0) -> list[KnotCase]:
 
     data, over = lens_grid(radius=1.5, sub_size=2, rotation=0.3)
     ky = np.sort(data[:, 0])
-    cases.append(KnotCase("lens_grid", ky, np.arange(1, ky.size + 1) / (ky.size + 1), over[:, 0]))
+    cases.append(KnotCase("lens_grid", ky, np.arange(1, ky.size + 1) / (ky.size + 1), over[:, 0].copy()))
     return cases
 
 

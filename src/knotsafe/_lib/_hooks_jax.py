@@ -46,6 +46,7 @@ def make_hooks() -> BackendHooks:
         "jax",
         differentiable=True,
         stop_gradient=jax.lax.stop_gradient,
+        is_concrete=lambda a: not isinstance(a, jax.core.Tracer),
         linearize=_linearize,
         scatter_add=_scatter_add,
     )

@@ -109,11 +109,6 @@ def check_scalar(name: str, value: Any) -> float | None:
         ) from exc
 
 
-def is_concrete(a: Array) -> bool:
-    """Whether data-dependent checks can run on ``a`` (not traced or lazy)."""
-    return not compat.is_lazy_array(a)
-
-
 def holds(xp: ModuleType, condition: Array) -> bool | None:
     """``bool(xp.all(condition))``, or None where the data cannot be inspected.
 
@@ -121,7 +116,9 @@ def holds(xp: ModuleType, condition: Array) -> bool | None:
     Dask) and inside transforms that forbid reading values
     (``torch.func.vmap``).
     """
-    if not is_concrete(condition):
+    from knotsafe.backends import hooks_for
+
+    if not hooks_for(xp).is_concrete(condition):
         return None
     try:
         return bool(xp.all(condition))

@@ -1,0 +1,167 @@
+"""The implementations compared, per backend, as ready-to-time callables.
+
+Every ``make_*`` function returns a list of :class:`Impl`: a name and, for
+each mode (``"fwd"``, ``"fwd+bwd"``), a zero-argument callable that runs the
+whole computation and waits for its result (``block_until_ready`` on JAX), or
+None where the peer has no such mode.  All implementations of one case get
+the same input arrays.
+
+Gradients (``fwd+bwd``) are taken with respect to every input that the
+computation can differentiate: queries, knots and values for ``interp``;
+points and queries for the rank transform.  The upstream gradient is all ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+import knotsafe
+from knotsafe.testing import jitter_interp, plain_interp
+
+MODES = ("fwd", "fwd+bwd")
+
+
+@dataclass
+class Impl:
+    name: str
+    calls: dict[str, Callable[[], Any] | None] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------- numpy
+def numpy_interp(x: np.ndarray, k: np.ndarray, v: np.ndarray) -> list[Impl]:
+    return [
+        Impl("numpy.interp", {"fwd": lambda: np.interp(x, k, v), "fwd+bwd": None}),
+        Impl("knotsafe", {"fwd": lambda: knotsafe.interp(x, k, v), "fwd+bwd": None}),
+    ]
+
+
+def _np_peer_transform(points: np.ndarray, q: np.ndarray) -> np.ndarray:
+    n, dim = points.shape
+    knots = np.sort(points, axis=0)
+    t = np.arange(1, n + 1, dtype=points.dtype) / (n + 1)
+    out = [np.interp(q[:, d], knots[:, d], t, left=0.0, right=1.0).astype(q.dtype, copy=False) for d in range(dim)]
+    return np.stack(out, axis=1)
+
+
+def numpy_transform(points: np.ndarray, q: np.ndarray) -> list[Impl]:
+    def ks() -> Any:
+        return knotsafe.create_transforms(points)[0](q)
+
+    return [
+        Impl("numpy.interp", {"fwd": lambda: _np_peer_transform(points, q), "fwd+bwd": None}),
+        Impl("knotsafe", {"fwd": ks, "fwd+bwd": None}),
+    ]
+
+
+# ----------------------------------------------------------------------- jax
+def _jax_pair(f: Callable[..., Any], args: tuple[Any, ...], argnums: tuple[int, ...]) -> dict[str, Any]:
+    import jax
+
+    fwd = jax.jit(f)
+    bwd = jax.jit(jax.grad(lambda *a: f(*a).sum(), argnums=argnums))
+    return {
+        "fwd": lambda: jax.block_until_ready(fwd(*args)),
+        "fwd+bwd": lambda: jax.block_until_ready(bwd(*args)),
+    }
+
+
+def jax_interp(x: Any, k: Any, v: Any) -> list[Impl]:
+    import jax.numpy as jnp
+
+    a = (x, k, v)
+    return [
+        Impl("jnp.interp", _jax_pair(lambda x, k, v: jnp.interp(x, k, v), a, (0, 1, 2))),
+        Impl("plain", _jax_pair(lambda x, k, v: plain_interp(x, k, v), a, (0, 1, 2))),
+        Impl("jitter", _jax_pair(lambda x, k, v: jitter_interp(x, k, v), a, (0, 1, 2))),
+        Impl("knotsafe", _jax_pair(lambda x, k, v: knotsafe.interp(x, k, v), a, (0, 1, 2))),
+    ]
+
+
+def _jax_peer_transform(points: Any, q: Any) -> Any:
+    import jax.numpy as jnp
+
+    n, dim = points.shape
+    knots = jnp.sort(points, axis=0)
+    t = jnp.arange(1, n + 1, dtype=points.dtype) / (n + 1)
+    return jnp.stack([jnp.interp(q[:, d], knots[:, d], t, left=0.0, right=1.0) for d in range(dim)], axis=1)
+
+
+def jax_transform(points: Any, q: Any) -> list[Impl]:
+    a = (points, q)
+    return [
+        Impl("jnp.interp", _jax_pair(_jax_peer_transform, a, (0, 1))),
+        Impl("knotsafe", _jax_pair(lambda p, q: knotsafe.create_transforms(p)[0](q), a, (0, 1))),
+    ]
+
+
+def jax_searchsorted(x: Any, k: Any) -> list[Impl]:
+    """``jnp.searchsorted`` methods (``compare_all`` builds a K x N temporary: left out)."""
+    import jax
+    import jax.numpy as jnp
+
+    impls = []
+    for method in ("scan", "scan_unrolled", "sort"):
+        f = jax.jit(lambda k, x, m=method: jnp.searchsorted(k, x, side="right", method=m))
+        impls.append(Impl(method, {"fwd": lambda f=f: jax.block_until_ready(f(k, x)), "fwd+bwd": None}))
+    return impls
+
+
+# --------------------------------------------------------------------- torch
+def _torch_pair(f: Callable[..., Any], args: tuple[Any, ...], grad_of: tuple[int, ...]) -> dict[str, Any]:
+    import torch
+
+    def fwd() -> Any:
+        return f(*args)
+
+    leaves = [a.detach().clone().requires_grad_(i in grad_of) for i, a in enumerate(args)]
+    wrt = [leaves[i] for i in grad_of]
+
+    def bwd() -> Any:
+        out = f(*leaves)
+        return torch.autograd.grad(out, wrt, grad_outputs=torch.ones_like(out), allow_unused=True)
+
+    return {"fwd": fwd, "fwd+bwd": bwd}
+
+
+def _torchinterp1d(x: Any, k: Any, v: Any) -> Any:
+    from torchinterp1d import interp1d
+
+    return interp1d(k, v, x)
+
+
+def torch_interp(x: Any, k: Any, v: Any) -> list[Impl]:
+    a = (x, k, v)
+    impls = [
+        Impl("plain", _torch_pair(lambda x, k, v: plain_interp(x, k, v), a, (0, 1, 2))),
+        Impl("jitter", _torch_pair(lambda x, k, v: jitter_interp(x, k, v), a, (0, 1, 2))),
+    ]
+    try:
+        import torchinterp1d  # noqa: F401
+
+        impls.append(Impl("torchinterp1d", _torch_pair(_torchinterp1d, a, (0, 1, 2))))
+    except ImportError:
+        impls.append(Impl("torchinterp1d", {}, {"fwd": "not installed", "fwd+bwd": "not installed"}))
+    impls.append(Impl("knotsafe", _torch_pair(lambda x, k, v: knotsafe.interp(x, k, v), a, (0, 1, 2))))
+    return impls
+
+
+def _torch_peer_transform(points: Any, q: Any) -> Any:
+    import torch
+
+    n, dim = points.shape
+    knots = torch.sort(points, dim=0).values
+    t = torch.arange(1, n + 1, dtype=points.dtype) / (n + 1)
+    return torch.stack([plain_interp(q[:, d], knots[:, d].contiguous(), t) for d in range(dim)], dim=1)
+
+
+def torch_transform(points: Any, q: Any) -> list[Impl]:
+    a = (points, q)
+    return [
+        Impl("plain", _torch_pair(_torch_peer_transform, a, (0, 1))),
+        Impl("knotsafe", _torch_pair(lambda p, q: knotsafe.create_transforms(p)[0](q), a, (0, 1))),
+    ]
