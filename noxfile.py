@@ -22,11 +22,8 @@ def _install(session: nox.Session, *packages: str) -> None:
     session.install(*PIN, *packages)
 
 
-for _backend, _packages in BACKEND_PACKAGES.items():
-
-    @nox.session(name=f"tests-{_backend}")
-    def tests(session: nox.Session, backend: str = _backend, packages: list[str] = _packages) -> None:
-        """Run the test suite with one backend installed."""
+def _test_session(backend: str, packages: list[str]) -> object:
+    def run(session: nox.Session) -> None:
         _install(session, ".[test]", *packages)
         env = {"KNOTSAFE_TEST_BACKENDS": FIXTURE_NAME[backend]}
         if backend == "jax":
@@ -35,6 +32,13 @@ for _backend, _packages in BACKEND_PACKAGES.items():
             session.run("pytest", *session.posargs, env={**env, "JAX_ENABLE_X64": "1"})
         else:
             session.run("pytest", *session.posargs, env=env)
+
+    run.__doc__ = f"Run the test suite with only the {backend} backend installed."
+    return nox.session(name=f"tests-{backend}")(run)
+
+
+for _backend, _packages in BACKEND_PACKAGES.items():
+    _test_session(_backend, _packages)
 
 
 @nox.session

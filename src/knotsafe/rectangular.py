@@ -90,7 +90,7 @@ def _resolve_mesh_inputs(
     gap = ns.check_min_gap(min_gap)
     grids = [k for k in ("data_grid", "data_grid_over_sampled") if k in arrs]
     dtype = ns.float_dtype(xp_, *(arrs[k] for k in grids))
-    out = {k: _points(xp_, k, arrs[k], dtype) for k in grids}
+    out: dict[str, Array] = {k: _points(xp_, k, arrs[k], dtype) for k in grids}
     n = out["data_grid"].shape[0]
     wmap = arrs.get("mesh_weight_map")
     if wmap is not None:
@@ -444,7 +444,7 @@ def mapping_matrix(
         if not xp_.isdtype(s2d.dtype, "integral"):
             raise TypeError(f"`sub_to_data` must be an integer array, got dtype {s2d.dtype}")
         if n_data is None:
-            if not ns.is_concrete(s2d) or k == 0:
+            if k == 0 or not hooks.is_concrete(s2d):
                 raise ValueError("pass `n_data` (it cannot be inferred from a traced or empty `sub_to_data`)")
             n_rows = int(xp_.max(s2d)) + 1
         else:
@@ -514,7 +514,7 @@ def curvature_matrix(
     n_pix = _positive_int("n_pixels", n_pixels)
     xp_, arrs = ns.resolve({"indices": indices, "weights": weights, "noise_weights": noise_weights}, xp)
     idx, w = _checked_pairs(xp_, arrs["indices"], arrs["weights"], n_pix)
-    k, c = idx.shape
+    k = idx.shape[0]
     prod = w[:, :, None] * w[:, None, :]
     if noise_weights is not None:
         nw = arrs["noise_weights"]
@@ -539,7 +539,7 @@ def _inverse_full(
     data_grid: Array,
     mesh_weight_map: Array | None,
     xp: ModuleType | None,
-    knot_grad: str,
+    knot_grad: KnotGrad,
     min_gap: float | None,
 ) -> tuple[ModuleType, int, Array, Callable[[Array], Array]]:
     n = _grid_size(source_grid_size)

@@ -30,7 +30,10 @@ def _custom_interp(rule: InterpRule) -> Any:
             t = t + p.b0 * jnp.take(knots_dot, p.j) + p.b1 * jnp.take(knots_dot, p.j + 1)
         return out, t
 
-    return interp
+    # Compiled even when called eagerly: one dispatch instead of dozens, and
+    # XLA's multiply-add contraction (an FMA changes the last bit) is then the
+    # same with and without an outer jax.jit.
+    return jax.jit(interp)
 
 
 def _linearize(hooks: BackendHooks, rule: InterpRule, x: Any, knots: Any, values: Any) -> Any:

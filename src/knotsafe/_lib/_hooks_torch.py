@@ -5,18 +5,25 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.autograd.forward_ad as _fwd_ad
 
 from knotsafe._lib._rule import InterpRule
 from knotsafe.backends import BackendHooks
 
 
-def _gather_combine(idx: Any, c0: Any, c1: Any, tangent: Any) -> Any:
-    return c0 * torch.take(tangent, idx) + c1 * torch.take(tangent, idx + 1)
+def _gather_combine(idx: Any, idx1: Any, c0: Any, c1: Any, tangent: Any) -> Any:
+    return c0 * torch.take(tangent, idx) + c1 * torch.take(tangent, idx1)
 
 
-def _scatter_pair(n: int, idx: Any, g0: Any, g1: Any) -> Any:
+def _scatter_pair(n: int, idx: Any, idx1: Any, g0: Any, g1: Any) -> Any:
     out = torch.zeros(n, dtype=g0.dtype, device=g0.device)
-    return out.index_add(0, idx, g0).index_add(0, idx + 1, g1)
+    return out.index_add(0, idx, g0).index_add(0, idx1, g1)
+
+
+def _take(xp: Any, a: Any, idx: Any) -> Any:
+    # The rule's indices are in range: skip array_api_compat's negative-index
+    # `where` (three passes over the queries per gather).
+    return torch.index_select(a, 0, idx)
 
 
 class _Interp(torch.autograd.Function):
@@ -47,8 +54,9 @@ class _Interp(torch.autograd.Function):
         j, dx, a0, a1, b0, b1 = ctx.saved_tensors
         need_x, need_k, need_v, _ = ctx.needs_input_grad
         gx = g * dx if need_x else None
-        gk = _scatter_pair(ctx.n, j, g * b0, g * b1) if need_k and ctx.knot_grad else None
-        gv = _scatter_pair(ctx.n, j, g * a0, g * a1) if need_v else None
+        j1 = j + 1 if need_v or (need_k and ctx.knot_grad) else None
+        gk = _scatter_pair(ctx.n, j, j1, g * b0, g * b1) if need_k and ctx.knot_grad else None
+        gv = _scatter_pair(ctx.n, j, j1, g * a0, g * a1) if need_v else None
         if need_k and gk is None:
             gk = torch.zeros(ctx.n, dtype=g.dtype, device=g.device)
         return gx, gk, gv, None
@@ -57,16 +65,30 @@ class _Interp(torch.autograd.Function):
     def jvp(ctx: Any, x_t: Any, knots_t: Any, values_t: Any, _: Any) -> Any:
         j, dx, a0, a1, b0, b1 = ctx.saved_tensors
         t = torch.zeros_like(dx)
+        j1 = j + 1
         if x_t is not None:
             t = t + dx * x_t
         if values_t is not None:
-            t = t + _gather_combine(j, a0, a1, values_t)
+            t = t + _gather_combine(j, j1, a0, a1, values_t)
         if knots_t is not None and ctx.knot_grad:
-            t = t + _gather_combine(j, b0, b1, knots_t)
+            t = t + _gather_combine(j, j1, b0, b1, knots_t)
         return t, None, None, None, None, None, None
 
 
+def _plain_tensor(t: Any) -> bool:
+    """No autograd, forward-AD or torch.func information rides on ``t``."""
+    return not (
+        t.requires_grad
+        or torch._C._functorch.is_functorch_wrapped_tensor(t)
+        or (_fwd_ad._current_level >= 0 and _fwd_ad.unpack_dual(t).tangent is not None)
+    )
+
+
 def _linearize(hooks: BackendHooks, rule: InterpRule, x: Any, knots: Any, values: Any) -> Any:
+    if _plain_tensor(x) and _plain_tensor(knots) and _plain_tensor(values):
+        # Nothing can ask for a derivative: forward values only, without the
+        # partials (same arithmetic as the Function's first output).
+        return rule.value(x, knots, values)
     return _Interp.apply(x, knots, values, rule)[0]
 
 
@@ -74,11 +96,18 @@ def _scatter_add(xp: Any, size: int, index: Any, src: Any) -> Any:
     return torch.zeros(size, dtype=src.dtype, device=src.device).index_add(0, index, src)
 
 
+def _searchsorted(xp: Any, knots: Any, x: Any) -> Any:
+    # torch copies (and warns about) non-contiguous inputs; column views are common.
+    return torch.searchsorted(knots.contiguous(), x.contiguous(), right=True)
+
+
 def make_hooks() -> BackendHooks:
     return BackendHooks(
         "torch",
         differentiable=True,
+        searchsorted=_searchsorted,
         stop_gradient=torch.Tensor.detach,
         linearize=_linearize,
         scatter_add=_scatter_add,
+        extras={"take": _take},
     )

@@ -65,7 +65,13 @@ def resolve(arrays: dict[str, Any], xp: Any = None) -> tuple[ModuleType, dict[st
         ns = compat.array_namespace(*array_args.values())
     out = {}
     for name, a in present.items():
-        out[name] = a if (name in array_args and compat.array_namespace(a) is ns) else ns.asarray(a)
+        if name in array_args and compat.array_namespace(a) is ns:
+            out[name] = a
+            continue
+        try:
+            out[name] = ns.asarray(a)
+        except Exception as exc:
+            raise TypeError(f"`{name}` cannot be converted to an array of {ns.__name__}: {exc}") from exc
     return ns, out
 
 

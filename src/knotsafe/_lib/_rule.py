@@ -70,42 +70,61 @@ class InterpRule:
     right: float | None
     knot_grad: str
     min_gap: float | None
+    #: Optional ``(xp, a, idx) -> a[idx]`` for indices known to lie in
+    #: ``[0, len(a))`` (a backend's native gather); default ``xp.take``.
+    take: Any = None
 
     def _bracket(self, x: Array, knots: Array, values: Array) -> tuple[Array, ...]:
         xp = self.xp
-        n = knots.shape[0]
-        j = self.searchsorted(xp, knots, x) - 1
-        j = xp.clip(j, 0, n - 2)
-        k0 = xp.take(knots, j)
-        k1 = xp.take(knots, j + 1)
-        f0 = xp.take(values, j)
-        f1 = xp.take(values, j + 1)
+        # Searching the interior knots gives clip(searchsorted(knots, x) - 1, 0,
+        # N - 2) directly, the lower index j of numpy's bin: no subtraction and
+        # no clip over the queries.  (They differ only for NaN queries, whose
+        # value is NaN and whose partials are all zero whatever the bin.)
+        j = self.searchsorted(xp, knots[1:-1], x)
+        j1 = j + 1
+        take = self.take
+        if take is None:
+            k0, k1, f0, f1 = (xp.take(knots, j), xp.take(knots, j1), xp.take(values, j), xp.take(values, j1))
+        else:
+            k0, k1, f0, f1 = (take(xp, knots, j), take(xp, knots, j1), take(xp, values, j), take(xp, values, j1))
         return j, k0, k1, f0, f1
 
-    def _forward(self, x: Array, knots: Array, values: Array, k0: Array, k1: Array, f0: Array, f1: Array) -> Array:
-        """numpy.interp's arithmetic, operation for operation (compiled_base.c)."""
+    def _forward(
+        self, x: Array, knots: Array, values: Array, k0: Array, k1: Array, f0: Array, f1: Array
+    ) -> tuple[Array, Array, Array, Array]:
+        """numpy.interp's arithmetic, operation for operation (compiled_base.c).
+
+        Returns the values and the intermediates ``gap = k1 - k0``, ``rise =
+        f1 - f0`` and ``d0 = x - k0`` that the partials reuse.
+        """
         xp = self.xp
         # The bin a finite in-range query uses always has k1 > x >= k0, so a
         # zero gap only occurs for entries the outer `where`s replace.
         gap = k1 - k0
-        slope = (f1 - f0) / xp.where(gap == 0, xp.ones_like(gap), gap)
-        out = slope * (x - k0) + f0
+        rise = f1 - f0
+        d0 = x - k0
+        slope = rise / xp.where(gap == 0, xp.ones_like(gap), gap)
+        out = slope * d0 + f0
         # numpy: "If we get nan in one direction, try the other".
         out = xp.where(xp.isnan(out), slope * (x - k1) + f1, out)
         out = xp.where(xp.isnan(out) & (f0 == f1), f0, out)
         out = xp.where(x == k0, f0, out)
         last = values[-1]
-        hi = last if self.right is None else xp.asarray(self.right, dtype=out.dtype, device=_device(out))
         lo = values[0] if self.left is None else xp.asarray(self.left, dtype=out.dtype, device=_device(out))
-        out = xp.where(x > knots[-1], hi, out)
-        out = xp.where(x == knots[-1], last, out)
+        if self.right is None:
+            # x > knots[-1] and x == knots[-1] both give the last value.
+            out = xp.where(x >= knots[-1], last, out)
+        else:
+            hi = xp.asarray(self.right, dtype=out.dtype, device=_device(out))
+            out = xp.where(x > knots[-1], hi, out)
+            out = xp.where(x == knots[-1], last, out)
         out = xp.where(x < knots[0], lo, out)
-        return xp.where(xp.isnan(x), x, out)
+        return xp.where(xp.isnan(x), x, out), gap, rise, d0
 
     def value(self, x: Array, knots: Array, values: Array) -> Array:
         """Forward values of ``numpy.interp(x, knots, values, left, right)``."""
         _, k0, k1, f0, f1 = self._bracket(x, knots, values)
-        return self._forward(x, knots, values, k0, k1, f0, f1)
+        return self._forward(x, knots, values, k0, k1, f0, f1)[0]
 
     def threshold(self, knots: Array) -> Array | float:
         """Largest knot gap that counts as a duplicate (see DUPLICATE_EPS_FACTOR)."""
@@ -119,9 +138,8 @@ class InterpRule:
         """Forward values and the gradient rule's partials (no autodiff inside)."""
         xp = self.xp
         j, k0, k1, f0, f1 = self._bracket(x, knots, values)
-        out = self._forward(x, knots, values, k0, k1, f0, f1)
+        out, gap, rise, d0 = self._forward(x, knots, values, k0, k1, f0, f1)
 
-        gap = k1 - k0
         inside = (x >= knots[0]) & (x < knots[-1])  # False for NaN queries
         zero = xp.zeros_like(x)
         # THE zero-width-bin rule.  A bin whose gap is at or below the duplicate
@@ -131,8 +149,8 @@ class InterpRule:
         # stays numpy's and d/dvalues keeps the exact barycentric weights, which
         # lie in [0, 1] for any gap.
         genuine = inside & (gap > self.threshold(knots))
-        dx = self.safe_slope(xp, f1 - f0, gap, genuine)
-        w = xp.where(inside, (x - k0) / xp.where(inside, gap, xp.ones_like(gap)), zero)
+        dx = self.safe_slope(xp, rise, gap, genuine)
+        w = xp.where(inside, d0 / xp.where(inside, gap, xp.ones_like(gap)), zero)
 
         # Outside the knots the output copies an end value (weight 1) or a
         # constant `left`/`right` (no weight on `values`).

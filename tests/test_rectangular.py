@@ -1,0 +1,501 @@
+"""Tests for knotsafe.rectangular: layout, matrices, geometry and end-to-end gradients."""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+from types import ModuleType
+from typing import Any
+
+import array_api_compat
+import numpy as np
+import pytest
+
+from knotsafe import rectangular
+from knotsafe.testing import circular_mask_grid, jitter_interp, lens_grid, plain_interp, trace_sis
+from tests import _support
+
+N_MESH = 10
+RADIUS, PIXEL_SCALE, SUB = 1.5, 0.1, 2
+THETA = 1.2  # Einstein radius at which gradients are taken
+FD_STEP = 1e-9
+
+
+# ---------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------
+
+
+@functools.cache
+def _grids(rotation: float) -> tuple[np.ndarray, np.ndarray]:
+    """Traced data and over-sampled grids (float64 NumPy), duplicate-laden."""
+    return lens_grid(radius=RADIUS, pixel_scale=PIXEL_SCALE, sub_size=SUB, einstein_radius=1.6, rotation=rotation)
+
+
+@functools.cache
+def _image_grids() -> tuple[np.ndarray, np.ndarray]:
+    return circular_mask_grid(RADIUS, PIXEL_SCALE, 1), circular_mask_grid(RADIUS, PIXEL_SCALE, SUB)
+
+
+def _need_float64(xp: ModuleType) -> None:
+    if not _support.has_float64(xp):
+        pytest.skip("float64 needs JAX_ENABLE_X64=1")
+
+
+def _np(a: Any) -> np.ndarray:
+    return _support.to_numpy(a)
+
+
+def _reference_index(n: int, data: np.ndarray, over: np.ndarray) -> np.ndarray:
+    """Index-space coordinates, transcribed from PyAutoArray (rank CDF, numpy.interp)."""
+    mu = data.mean(axis=0)
+    scale = data.std(axis=0).min()
+    scaled = (data - mu) / scale
+    t = np.arange(1, data.shape[0] + 1) / (data.shape[0] + 1)
+    knots = np.sort(scaled, axis=0)
+    q = (over - mu) / scale
+    u = np.stack([np.interp(q[:, j], knots[:, j], t, left=0, right=1) for j in range(2)], axis=1)
+    return (n - 3) * u + 1
+
+
+def _reference_mappings(n: int, data: np.ndarray, over: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """PyAutoArray's adaptive_rectangular_mappings_weights_via_interpolation_from (rank CDF)."""
+    g = _reference_index(n, data, over)
+    ix_down = np.clip(np.floor(g[:, 0]), 0, n - 2)
+    iy_down = np.clip(np.floor(g[:, 1]), 0, n - 2)
+    ix_up, iy_up = ix_down + 1, iy_down + 1
+
+    def flatten(i: np.ndarray, j: np.ndarray) -> np.ndarray:
+        return (n - i) * n + j
+
+    flat = np.stack(
+        [flatten(ix_up, iy_down), flatten(ix_up, iy_up), flatten(ix_down, iy_down), flatten(ix_down, iy_up)], axis=1
+    ).astype(np.int64)
+    t_row, t_col = g[:, 0] - ix_down, g[:, 1] - iy_down
+    w = np.stack([t_row * (1 - t_col), t_row * t_col, (1 - t_row) * (1 - t_col), (1 - t_row) * t_col], axis=1)
+    return flat, w
+
+
+def _reference_lines(n: int, data: np.ndarray, offset: float, count: int) -> np.ndarray:
+    """Node (offset 0) or edge (offset 0.5) positions per row/column, via numpy.interp."""
+    mu = data.mean(axis=0)
+    scale = data.std(axis=0).min()
+    knots = np.sort((data - mu) / scale, axis=0)
+    t = np.arange(1, data.shape[0] + 1) / (data.shape[0] + 1)
+    r = np.arange(count)
+    u = np.stack([(n - 1 + offset - r) / (n - 3), (r - 1 - offset) / (n - 3)], axis=1)
+    return np.stack([np.interp(u[:, j], t, knots[:, j]) for j in range(2)], axis=1) * scale + mu
+
+
+def _objective(
+    xp: ModuleType, theta: Any, rotation: float, *, interp: Any = None, knot_grad: str = "exact", dtype: Any = None
+) -> Any:
+    """sum((M @ s)^2) for the traced lens grid at Einstein radius ``theta``."""
+    img_d, img_o = _image_grids()
+    if dtype is not None:
+        img_d, img_o = img_d.astype(dtype), img_o.astype(dtype)
+    data = trace_sis(xp.asarray(img_d), theta, rotation=rotation, xp=xp)
+    over = trace_sis(xp.asarray(img_o), theta, rotation=rotation, xp=xp)
+    idx, w = rectangular._mappings_weights(N_MESH, data, over, xp=xp, knot_grad=knot_grad, _interp=interp)  # type: ignore[arg-type]
+    m = rectangular.mapping_matrix(idx, w, N_MESH * N_MESH, xp=xp)
+    s = np.random.default_rng(7).normal(size=N_MESH * N_MESH).astype(img_d.dtype)
+    return xp.sum((m @ xp.asarray(s)) ** 2)
+
+
+def _numpy_objective(theta: float, rotation: float) -> float:
+    return float(_objective(np, np.float64(theta), rotation))
+
+
+def _fd_structure(theta: float, rotation: float) -> tuple[np.ndarray, ...]:
+    """Knot bins of every query (both axes) and the mesh cells, at ``theta``."""
+    img_d, img_o = _image_grids()
+    data = trace_sis(img_d, theta, rotation=rotation, xp=np)
+    over = trace_sis(img_o, theta, rotation=rotation, xp=np)
+    bins = [np.searchsorted(np.sort(data[:, j]), over[:, j], side="right") for j in range(2)]
+    idx, _ = rectangular.mappings_weights(N_MESH, data, over)
+    return (*bins, idx)
+
+
+def _theta_grad(autodiff: _support.AutoDiff, xp: ModuleType, rotation: float, **kw: Any) -> float:
+    theta = xp.asarray(THETA, dtype=kw.pop("theta_dtype", xp.float64))
+    (g,) = autodiff.grad(lambda t: _objective(xp, t, rotation, **kw), [theta], [0])
+    return float(g)
+
+
+# ---------------------------------------------------------------------------
+# mappings: layout and agreement with the reference library
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rotation", [0.0, 0.3])
+def test_mappings_match_pyautoarray_reference(xp: ModuleType, rotation: float) -> None:
+    """Indices identical and weights within 1e-12 of the transcribed reference, on every backend."""
+    _need_float64(xp)
+    data, over = _grids(rotation)
+    ref_idx, ref_w = _reference_mappings(N_MESH, data, over)
+    idx, w = rectangular.mappings_weights(N_MESH, xp.asarray(data), xp.asarray(over))
+    assert idx.dtype == _default_int(xp)
+    assert w.dtype == xp.float64
+    assert tuple(idx.shape) == tuple(w.shape) == (over.shape[0], 4)
+    np.testing.assert_array_equal(_np(idx), ref_idx)
+    np.testing.assert_allclose(_np(w), ref_w, rtol=0, atol=1e-12)
+
+
+def test_weighted_mappings_match_numpy(xp: ModuleType) -> None:
+    """With a mesh_weight_map every backend reproduces the NumPy result."""
+    _need_float64(xp)
+    data, over = _grids(0.0)
+    wmap = np.random.default_rng(3).uniform(0.1, 2.0, data.shape[0])
+    ref_idx, ref_w = rectangular.mappings_weights(N_MESH, data, over, wmap)
+    plain_idx, _ = rectangular.mappings_weights(N_MESH, data, over)
+    assert not np.array_equal(ref_idx, plain_idx)  # the weights do move the mesh
+    idx, w = rectangular.mappings_weights(N_MESH, xp.asarray(data), xp.asarray(over), xp.asarray(wmap))
+    np.testing.assert_array_equal(_np(idx), ref_idx)
+    np.testing.assert_allclose(_np(w), ref_w, rtol=0, atol=1e-12)
+
+
+def test_layout_reproduces_index_coordinates(xp: ModuleType, dtype_name: str) -> None:
+    """Corner order TL, TR, BL, BR; weights in [0, 1] summing to 1; bilinear weights reproduce the index."""
+    data, over = _grids(0.3)
+    idx, w = rectangular.mappings_weights(
+        N_MESH, _support.asarray(xp, data, dtype_name), _support.asarray(xp, over, dtype_name)
+    )
+    assert w.dtype == getattr(xp, dtype_name)
+    idx, w = _np(idx).astype(np.int64), _np(w).astype(np.float64)
+    n = N_MESH
+    i_y, i_x = n - idx // n, idx % n
+    # TL = (up_y, down_x), TR = (up_y, up_x), BL = (down_y, down_x), BR = (down_y, up_x)
+    down_y, down_x = i_y[:, 2], i_x[:, 2]
+    np.testing.assert_array_equal(i_y, np.stack([down_y + 1, down_y + 1, down_y, down_y], axis=1))
+    np.testing.assert_array_equal(i_x, np.stack([down_x, down_x + 1, down_x, down_x + 1], axis=1))
+    tol = 50 * _support.eps_of(dtype_name)
+    assert (w >= -tol).all()
+    assert (w <= 1 + tol).all()
+    np.testing.assert_allclose(w.sum(axis=1), 1.0, rtol=0, atol=tol)
+    index = _reference_index(n, data, over)
+    recon = np.stack([(w * i_y).sum(axis=1), (w * i_x).sum(axis=1)], axis=1)
+    np.testing.assert_allclose(recon, index, rtol=0, atol=n * 1e3 * _support.eps_of(dtype_name))
+
+
+@pytest.mark.parametrize("n", [3, 4, 7])
+def test_indices_stay_in_range_at_and_beyond_the_data(xp: ModuleType, n: int) -> None:
+    """index in [1, n-2] puts every flat index in [n+1, n*n-1]; points beyond the data sit on one node."""
+    data, _ = _grids(0.0)
+    lo, hi = data.min(axis=0), data.max(axis=0)
+    beyond = np.array([lo - 5.0, hi + 5.0, [lo[0] - 1.0, hi[1] + 1.0], [hi[0] + 1.0, lo[1] - 1.0]])
+    queries = np.concatenate([beyond, [lo, hi]])
+    idx, w = rectangular.mappings_weights(n, xp.asarray(data), xp.asarray(queries))
+    idx, w = _np(idx), _np(w)
+    assert idx.min() >= n + 1
+    assert idx.max() <= n * n - 1
+    # Beyond the data u is exactly 0 or 1: index 1 (node 1) or n - 2 (bracket [n-2, n-1], t = 0),
+    # so the whole weight sits on the BL corner (down_y, down_x) at flat (n - down_y) * n + down_x.
+    expect_bl = [(n - 1) * n + 1, 2 * n + (n - 2), (n - 1) * n + (n - 2), 2 * n + 1]
+    np.testing.assert_array_equal(w[:4], np.tile([0.0, 0.0, 1.0, 0.0], (4, 1)))
+    np.testing.assert_array_equal(idx[:4, 2], expect_bl)
+
+
+def test_normalisation_uses_population_std(xp: ModuleType) -> None:
+    """mu = per-axis mean, scale = min per-axis std with correction 0 (torch's default differs)."""
+    _need_float64(xp)
+    pts = np.array([[0.0, 1.0], [1.0, 3.0], [3.0, 2.0], [4.0, 8.0], [7.0, 1.0]])
+    mu, scale = rectangular._normalisation(xp, xp.asarray(pts))
+    np.testing.assert_allclose(_np(mu), pts.mean(axis=0), rtol=1e-15)
+    assert float(scale) == pytest.approx(pts.std(axis=0, ddof=0).min(), rel=1e-15)
+    assert float(scale) != pytest.approx(pts.std(axis=0, ddof=1).min(), rel=1e-3)
+
+
+# ---------------------------------------------------------------------------
+# mapping and curvature matrices
+# ---------------------------------------------------------------------------
+
+REPEAT_IDX = np.array([[0, 0, 1, 1], [2, 2, 2, 2], [3, 1, 3, 0], [4, 4, 0, 4], [1, 2, 3, 4]])
+REPEAT_W = np.array(
+    [[0.1, 0.2, 0.3, 0.4], [0.25, 0.25, 0.25, 0.25], [0.5, 0.1, 0.3, 0.1], [0.6, 0.1, 0.2, 0.1], [0.4, 0.3, 0.2, 0.1]]
+)
+SUB_TO_DATA = np.array([0, 0, 2, 2, 2])  # data pixel 1 has no sub-pixels
+
+
+def _dense_reference(idx: np.ndarray, w: np.ndarray, n_pixels: int) -> np.ndarray:
+    m = np.zeros((idx.shape[0], n_pixels))
+    for k in range(idx.shape[0]):
+        for c in range(idx.shape[1]):
+            m[k, idx[k, c]] += w[k, c]
+    return m
+
+
+def _default_int(xp: ModuleType) -> Any:
+    info = array_api_compat.array_namespace(xp.asarray(0)).__array_namespace_info__()
+    return info.default_dtypes()["integral"]
+
+
+def _int_array(xp: ModuleType, a: np.ndarray) -> Any:
+    return xp.asarray(a, dtype=_default_int(xp))
+
+
+def test_mapping_matrix_accumulates_repeated_indices(xp: ModuleType, dtype_name: str) -> None:
+    m = rectangular.mapping_matrix(_int_array(xp, REPEAT_IDX), _support.asarray(xp, REPEAT_W, dtype_name), 6, xp=xp)
+    assert m.dtype == getattr(xp, dtype_name)
+    ref = _dense_reference(REPEAT_IDX, REPEAT_W, 6)
+    np.testing.assert_allclose(_np(m), ref, rtol=0, atol=10 * _support.eps_of(dtype_name))
+    assert ref[1, 2] == 1.0  # four repeats of one index add up
+
+
+def test_mapping_matrix_averages_sub_pixels(xp: ModuleType, dtype_name: str) -> None:
+    idx, w = _int_array(xp, REPEAT_IDX), _support.asarray(xp, REPEAT_W, dtype_name)
+    ref_sub = _dense_reference(REPEAT_IDX, REPEAT_W, 6)
+    ref = np.stack([ref_sub[:2].mean(axis=0), np.zeros(6), ref_sub[2:].mean(axis=0), np.zeros(6)])
+    tol = 10 * _support.eps_of(dtype_name)
+    m = rectangular.mapping_matrix(idx, w, 6, sub_to_data=_int_array(xp, SUB_TO_DATA), n_data=4)
+    np.testing.assert_allclose(_np(m), ref, rtol=0, atol=tol)
+    inferred = rectangular.mapping_matrix(idx, w, 6, sub_to_data=_int_array(xp, SUB_TO_DATA))
+    assert tuple(inferred.shape) == (3, 6)
+    np.testing.assert_allclose(_np(inferred), ref[:3], rtol=0, atol=tol)
+
+
+def test_mapping_matrix_gradient_accumulates(autodiff: _support.AutoDiff, xp: ModuleType) -> None:
+    """d sum(M * C) / d w[k, c] = C[k, idx[k, c]], repeats included."""
+    c = np.random.default_rng(1).normal(size=(5, 6))
+    idx = _int_array(xp, REPEAT_IDX)
+    (g,) = autodiff.grad(lambda w: rectangular.mapping_matrix(idx, w, 6) * xp.asarray(c), [xp.asarray(REPEAT_W)], [0])
+    tol = 16 * float(np.finfo(g.dtype).eps)
+    np.testing.assert_allclose(g, np.take_along_axis(c, REPEAT_IDX, axis=1), rtol=tol, atol=0)
+    (g,) = autodiff.grad(
+        lambda w: (
+            rectangular.mapping_matrix(idx, w, 6, sub_to_data=_int_array(xp, SUB_TO_DATA), n_data=4) * xp.asarray(c[:4])
+        ),
+        [xp.asarray(REPEAT_W)],
+        [0],
+    )
+    counts = np.bincount(SUB_TO_DATA, minlength=4)
+    expect = np.take_along_axis(c[SUB_TO_DATA], REPEAT_IDX, axis=1) / counts[SUB_TO_DATA, None]
+    np.testing.assert_allclose(g, expect, rtol=tol, atol=0)
+
+
+def test_curvature_matrix_equals_dense(xp: ModuleType) -> None:
+    _need_float64(xp)
+    nw = np.linspace(0.5, 2.0, 5)
+    for weights in (None, nw):
+        f = rectangular.curvature_matrix(
+            _int_array(xp, REPEAT_IDX),
+            xp.asarray(REPEAT_W),
+            6,
+            noise_weights=None if weights is None else xp.asarray(weights),
+        )
+        m = _dense_reference(REPEAT_IDX, REPEAT_W, 6)
+        ref = m.T @ ((np.ones(5) if weights is None else weights)[:, None] * m)
+        # Scatter-add by sort + cumulative sum (array-api-strict) rounds at the scale of the running total.
+        np.testing.assert_allclose(_np(f), ref, rtol=0, atol=4 * np.finfo(np.float64).eps * np.abs(ref).sum())
+    # On a real mesh mapping, against the dense matrix built by mapping_matrix.
+    data, over = _grids(0.3)
+    idx, w = rectangular.mappings_weights(N_MESH, xp.asarray(data), xp.asarray(over))
+    noise = xp.asarray(np.random.default_rng(2).uniform(0.5, 2.0, over.shape[0]))
+    f = rectangular.curvature_matrix(idx, w, N_MESH * N_MESH, noise_weights=noise)
+    m = _np(rectangular.mapping_matrix(idx, w, N_MESH * N_MESH))
+    ref = m.T @ (_np(noise)[:, None] * m)
+    np.testing.assert_allclose(_np(f), ref, rtol=0, atol=1e-12 * np.abs(ref).max())
+
+
+def test_curvature_matrix_gradient(autodiff: _support.AutoDiff, xp: ModuleType) -> None:
+    """d sum(F * C) / d w[k, a] = nw[k] * sum_b w[k, b] (C[i_a, i_b] + C[i_b, i_a])."""
+    rng = np.random.default_rng(4)
+    c = rng.normal(size=(6, 6))
+    nw = rng.uniform(0.5, 2.0, 5)
+    idx = _int_array(xp, REPEAT_IDX)
+    (g,) = autodiff.grad(
+        lambda w: rectangular.curvature_matrix(idx, w, 6, noise_weights=xp.asarray(nw)) * xp.asarray(c),
+        [xp.asarray(REPEAT_W)],
+        [0],
+    )
+    sym = c + c.T
+    expect = nw[:, None] * np.einsum("kab,kb->ka", sym[REPEAT_IDX[:, :, None], REPEAT_IDX[:, None, :]], REPEAT_W)
+    tol = 64 * float(np.finfo(g.dtype).eps)
+    np.testing.assert_allclose(g, expect, rtol=tol, atol=tol)
+
+
+# ---------------------------------------------------------------------------
+# geometry
+# ---------------------------------------------------------------------------
+
+
+def test_pixel_centres_and_areas(xp: ModuleType) -> None:
+    _need_float64(xp)
+    data, over = _grids(0.3)
+    n = N_MESH
+    centres = _np(rectangular.pixel_centres(n, xp.asarray(data)))
+    areas = _np(rectangular.pixel_areas(n, xp.asarray(data)))
+    assert centres.shape == (n * n, 2)
+    assert areas.shape == (n * n,)
+    nodes = _reference_lines(n, data, 0.0, n)
+    ref = np.stack([np.repeat(nodes[:, 0], n), np.tile(nodes[:, 1], n)], axis=1)
+    np.testing.assert_allclose(centres, ref, rtol=0, atol=1e-12)
+    edges = _reference_lines(n, data, 0.5, n + 1)
+    ref_areas = np.outer(-np.diff(edges[:, 0]), np.diff(edges[:, 1])).ravel()
+    np.testing.assert_allclose(areas, ref_areas, rtol=0, atol=1e-12)
+    assert (areas >= 0).all()
+    bbox = np.ptp(data[:, 0]) * np.ptp(data[:, 1])
+    assert areas.sum() == pytest.approx(bbox, rel=1e-12)
+    grid = areas.reshape(n, n)
+    assert (grid[0] == 0).all()  # guard row 0 and column 0 lie outside the data
+    assert (grid[:, 0] == 0).all()
+    assert (grid[2:-1, 2:-1] > 0).all()
+    # Bilinear weights on the node centres land on the point, to well within a cell.
+    idx, w = rectangular.mappings_weights(n, data, over)
+    recon = np.einsum("kc,kcd->kd", w, centres[idx])
+    cell = np.sqrt(areas.max())
+    assert np.abs(recon - over).max() < 0.5 * cell
+
+
+def test_weighted_geometry_matches_numpy(xp: ModuleType) -> None:
+    _need_float64(xp)
+    data, _ = _grids(0.0)
+    wmap = np.random.default_rng(5).uniform(0.1, 2.0, data.shape[0])
+    for fn in (rectangular.pixel_centres, rectangular.pixel_areas):
+        ref = fn(N_MESH, data, wmap)
+        assert not np.allclose(ref, fn(N_MESH, data))
+        np.testing.assert_allclose(_np(fn(N_MESH, xp.asarray(data), xp.asarray(wmap))), ref, rtol=0, atol=1e-12)
+
+
+def test_geometry_gradients_finite(autodiff: _support.AutoDiff, xp: ModuleType) -> None:
+    data, _ = _grids(0.0)
+    d = xp.asarray(data, dtype=xp.float32 if not _support.has_float64(xp) else xp.float64)
+    for fn in (rectangular.pixel_centres, rectangular.pixel_areas):
+        (g,) = autodiff.grad(lambda a, fn=fn: fn(N_MESH, a) ** 2, [d], [0])
+        assert np.isfinite(g).all()
+        assert np.abs(g).max() > 0
+
+
+# ---------------------------------------------------------------------------
+# argument checks
+# ---------------------------------------------------------------------------
+
+
+def test_bad_arguments_raise(xp: ModuleType) -> None:
+    data, over = _grids(0.0)
+    d, o = xp.asarray(data), xp.asarray(over)
+    idx, w = rectangular.mappings_weights(N_MESH, d, o)
+    cases: list[tuple[type[Exception], str, Any]] = [
+        (ValueError, "source_grid_size", lambda: rectangular.mappings_weights(2, d, o)),
+        (TypeError, "source_grid_size", lambda: rectangular.mappings_weights(10.0, d, o)),
+        (TypeError, "source_grid_size", lambda: rectangular.mappings_weights(True, d, o)),
+        (ValueError, "data_grid", lambda: rectangular.mappings_weights(10, d[:, 0], o)),
+        (
+            ValueError,
+            "data_grid_over_sampled",
+            lambda: rectangular.mappings_weights(10, d, xp.stack([o[:, 0]] * 3, axis=1)),
+        ),
+        (ValueError, "data_grid_over_sampled", lambda: rectangular.mappings_weights(10, d, o * xp.asarray(np.nan))),
+        (ValueError, "data_grid", lambda: rectangular.mappings_weights(10, d * xp.asarray(np.inf), o)),
+        (ValueError, "spread", lambda: rectangular.mappings_weights(10, d * 0.0, o)),
+        (ValueError, "mesh_weight_map", lambda: rectangular.mappings_weights(10, d, o, xp.ones(3))),
+        (ValueError, "mesh_weight_map", lambda: rectangular.mappings_weights(10, d, o, -xp.ones(d.shape[0]))),
+        (ValueError, "knot_grad", lambda: rectangular.mappings_weights(10, d, o, knot_grad="none")),  # type: ignore[arg-type]
+        (ValueError, "min_gap", lambda: rectangular.pixel_centres(10, d, min_gap=-1.0)),
+        (ValueError, "source_grid_size", lambda: rectangular.pixel_areas(1, d)),
+        (ValueError, "n_pixels", lambda: rectangular.mapping_matrix(idx, w, 0)),
+        (ValueError, "indices", lambda: rectangular.mapping_matrix(idx, w, 50)),
+        (TypeError, "indices", lambda: rectangular.mapping_matrix(w, w, 100)),
+        (TypeError, "weights", lambda: rectangular.mapping_matrix(idx, idx, 100)),
+        (ValueError, "weights", lambda: rectangular.mapping_matrix(idx, w[:, :3], 100)),
+        (TypeError, "n_data", lambda: rectangular.mapping_matrix(idx, w, 100, n_data=4)),
+        (ValueError, "sub_to_data", lambda: rectangular.mapping_matrix(idx, w, 100, sub_to_data=idx[:5, 0])),
+        (TypeError, "sub_to_data", lambda: rectangular.mapping_matrix(idx, w, 100, sub_to_data=w[:, 0])),
+        (ValueError, "sub_to_data", lambda: rectangular.mapping_matrix(idx, w, 100, sub_to_data=idx[:, 0], n_data=3)),
+        (ValueError, "noise_weights", lambda: rectangular.curvature_matrix(idx, w, 100, noise_weights=w[:3, 0])),
+        (TypeError, "noise_weights", lambda: rectangular.curvature_matrix(idx, w, 100, noise_weights=idx[:, 0])),
+        (ValueError, "indices", lambda: rectangular.curvature_matrix(idx, w, 60)),
+    ]
+    for exc, name, call in cases:
+        with pytest.raises(exc, match=name):
+            call()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="needs torch for a second library")
+def test_arrays_from_two_libraries_raise() -> None:
+    import torch
+
+    data, over = _grids(0.0)
+    with pytest.raises(TypeError, match="data_grid_over_sampled"):
+        rectangular.mappings_weights(N_MESH, data, torch.asarray(over))
+
+
+# ---------------------------------------------------------------------------
+# end-to-end gradients with respect to the Einstein radius
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rotation", [0.0, 0.3])
+def test_lens_gradient_matches_finite_difference(autodiff: _support.AutoDiff, xp: ModuleType, rotation: float) -> None:
+    """d/d theta_E of sum((M s)^2): finite and within 1e-4 of a central difference that crosses no boundary."""
+    _need_float64(xp)
+    # The step crosses no knot and no mesh cell: the difference is of one smooth piece.
+    here = _fd_structure(THETA, rotation)
+    for sign in (-1, 1):
+        for a, b in zip(here, _fd_structure(THETA + sign * FD_STEP, rotation), strict=True):
+            np.testing.assert_array_equal(a, b)
+    fd = (_numpy_objective(THETA + FD_STEP, rotation) - _numpy_objective(THETA - FD_STEP, rotation)) / (2 * FD_STEP)
+    g = _theta_grad(autodiff, xp, rotation)
+    assert np.isfinite(g)
+    assert g == pytest.approx(fd, rel=1e-4)
+
+
+@pytest.mark.parametrize("rotation", [0.0, 0.3])
+def test_jax_and_torch_gradients_agree(rotation: float) -> None:
+    jax = pytest.importorskip("jax")
+    torch = pytest.importorskip("torch")
+    if not jax.config.read("jax_enable_x64"):
+        pytest.skip("float64 JAX needs JAX_ENABLE_X64=1")
+    import jax.numpy as jnp
+
+    g_jax = _theta_grad(_support.autodiff_for(jnp), jnp, rotation)  # type: ignore[arg-type]
+    g_torch = _theta_grad(_support.autodiff_for(torch), torch, rotation)  # type: ignore[arg-type]
+    assert np.isfinite(g_jax)
+    assert g_jax == pytest.approx(g_torch, rel=1e-8)
+
+
+def test_plain_interp_breaks_on_this_grid(autodiff: _support.AutoDiff, xp: ModuleType) -> None:
+    """Control: the grid does exercise duplicate knots. Plain interp gives a NaN gradient, and
+    stop_gradient+jitter a finite but wrong one, where knotsafe matches the finite difference."""
+    _need_float64(xp)
+    fd = (_numpy_objective(THETA + FD_STEP, 0.0) - _numpy_objective(THETA - FD_STEP, 0.0)) / (2 * FD_STEP)
+    assert not np.isfinite(_theta_grad(autodiff, xp, 0.0, interp=plain_interp))
+    jitter = _theta_grad(autodiff, xp, 0.0, interp=jitter_interp)
+    assert np.isfinite(jitter)
+    assert abs(jitter - fd) > 0.5 * abs(fd)
+
+
+def test_knot_grad_option_reaches_the_transforms(autodiff: _support.AutoDiff, xp: ModuleType) -> None:
+    """knot_grad="stop" drops the knot partials, so the lens gradient changes (and stays finite)."""
+    dtype = xp.float64 if _support.has_float64(xp) else xp.float32
+    exact = _theta_grad(autodiff, xp, 0.0, theta_dtype=dtype)
+    stop = _theta_grad(autodiff, xp, 0.0, knot_grad="stop", theta_dtype=dtype)
+    assert np.isfinite(stop)
+    assert abs(stop - exact) > 1e-3 * abs(exact)
+
+
+def test_float32_gradient_is_finite(autodiff: _support.AutoDiff, xp: ModuleType) -> None:
+    for rotation in (0.0, 0.3):
+        g = _theta_grad(autodiff, xp, rotation, theta_dtype=xp.float32, dtype=np.float32)
+        assert np.isfinite(g)
+        assert g != 0.0
+
+
+def test_jax_jit_matches_eager(xp: ModuleType) -> None:
+    if _support.backend_name(xp) != "jax":
+        pytest.skip("jax.jit only")
+    import jax
+
+    data, over = _grids(0.3)
+    dtype = xp.float64 if _support.has_float64(xp) else xp.float32
+    d, o = xp.asarray(data, dtype=dtype), xp.asarray(over, dtype=dtype)
+    s2d = xp.asarray(np.repeat(np.arange(data.shape[0]), SUB * SUB))
+
+    def build(d: Any, o: Any) -> tuple[Any, Any]:
+        idx, w = rectangular.mappings_weights(N_MESH, d, o)
+        return idx, rectangular.mapping_matrix(idx, w, N_MESH * N_MESH, sub_to_data=s2d, n_data=data.shape[0])
+
+    (idx_jit, m_jit), (idx, m) = jax.jit(build)(d, o), build(d, o)
+    np.testing.assert_array_equal(np.asarray(idx_jit), np.asarray(idx))
+    # XLA fuses the arithmetic differently under jit: values agree to rounding.
+    eps = float(np.finfo(np.asarray(m).dtype).eps)
+    np.testing.assert_allclose(np.asarray(m_jit), np.asarray(m), rtol=0, atol=16 * eps)
