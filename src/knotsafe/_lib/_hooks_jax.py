@@ -41,7 +41,8 @@ def _linearize(hooks: BackendHooks, rule: InterpRule, x: Any, knots: Any, values
 
 
 def _scatter_add(xp: Any, size: int, index: Any, src: Any) -> Any:
-    return jnp.zeros((size,), dtype=src.dtype, device=src.device).at[index].add(src)
+    # zeros_like follows src's dtype and sharding, also for tracers (no .device).
+    return jnp.zeros_like(src, shape=(size,)).at[index].add(src)
 
 
 def make_hooks() -> BackendHooks:
