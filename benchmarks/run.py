@@ -44,8 +44,9 @@ sys.path.insert(0, str(HERE))
 if (ROOT / "src" / "knotsafe").is_dir():
     sys.path.insert(1, str(ROOT / "src"))
 
-import numpy as np  # noqa: E402
+import contextlib  # noqa: E402
 
+import numpy as np  # noqa: E402
 import peers  # noqa: E402
 
 BACKENDS = ("numpy", "jax", "torch")
@@ -336,7 +337,9 @@ def markdown(log: list[dict[str, Any]], info: dict[str, Any]) -> str:
         lines.append("|" + "---|" * 7)
         for r in mem:
             if "error" in r:
-                lines.append(f"| {r['K']:.0e}, {r['N']} | {r['backend']} | {r['mode']} | {r['impl']} | {r['error']} |||")
+                lines.append(
+                    f"| {r['K']:.0e}, {r['N']} | {r['backend']} | {r['mode']} | {r['impl']} | {r['error']} |||"
+                )
                 continue
             extra = f"{r['peak_extra'] / 2**20:.1f}"
             if "tracemalloc_peak" in r:
@@ -362,10 +365,8 @@ def machine_info() -> dict[str, Any]:
     except (OSError, StopIteration):
         info["cpu"] = platform.processor()
     info["cores"] = os.cpu_count()
-    try:
+    with contextlib.suppress(ValueError, OSError):
         info["memory_GiB"] = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
-    except (ValueError, OSError):
-        pass
     import knotsafe
 
     info["knotsafe"] = knotsafe.__version__
@@ -441,7 +442,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: few repeats, sweep to 1e5, K=1e5 memory")
     parser.add_argument("--repeats", type=int, default=None, help="rounds per case (default 25, quick 5)")
-    parser.add_argument("--max-exp", type=int, default=None, help="largest size 10**e of the sweep (default 7)")
+    parser.add_argument(
+        "--max-exp",
+        type=int,
+        default=None,
+        help="largest sweep size 10**e (default 6; 7 takes minutes per call)",
+    )
     parser.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated subset of numpy,jax,torch")
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: cases,scaling,memory,plot")
     parser.add_argument("--out", type=Path, default=HERE / "results", help="folder for results.json / results.md")
@@ -454,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     args.backends = [b for b in args.backends.split(",") if b]
     args.repeats = args.repeats or (5 if args.quick else 25)
-    args.max_exp = args.max_exp or (5 if args.quick else 7)
+    args.max_exp = args.max_exp or (5 if args.quick else 6)
     args.scaling_budget = 0.5 if args.quick else 3.0
     args.memory_k = 10**5 if args.quick else 10**6
     skip = set(args.skip.split(","))

@@ -25,7 +25,7 @@ from conformance._record import Recorder, render
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DEFAULT_TABLE = ROOT / "docs" / "conformance.md"
-X64_GROUP = ("jax", "torch")  # float64 JAX and its PyTorch comparison run together
+X64_GROUP = ("jax",)  # the slowest backend gets its own process; it also measures the JAX-PyTorch check
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -72,6 +72,8 @@ def _pytest_cmd(specs: list[str], json_path: Path, args: argparse.Namespace) -> 
         "-p",
         "no:cacheprovider",
         "-rfE",
+        "--tb=line",
+        "--durations=8",
         f"--rootdir={ROOT}",
         f"--conformance-backends={','.join(specs)}",
         f"--conformance-json={json_path}",

@@ -44,9 +44,7 @@ def arrays(drv: Driver, case: Case, rows: np.ndarray | None = None) -> tuple[Arr
 
 def forward(drv: Driver, case: Case) -> Array:
     """knotsafe.interp on the backend (the backend array)."""
-    return _memoised(
-        (drv.label, case.dtype, case.name, "forward"), lambda: interp_fn(case)(*arrays(drv, case))
-    )
+    return _memoised((drv.label, case.dtype, case.name, "forward"), lambda: interp_fn(case)(*arrays(drv, case)))
 
 
 def grads(drv: Driver, case: Case, knot_grad: str) -> list[np.ndarray]:
@@ -58,7 +56,14 @@ def grads(drv: Driver, case: Case, knot_grad: str) -> list[np.ndarray]:
 
 
 def jacobians(drv: Driver, case: Case, mode: str, knot_grad: str = "exact") -> list[np.ndarray]:
-    """[d out/d x, d out/d knots, d out/d values] per entry, on the query subset jac_rows(case)."""
+    """[d out/d x, d out/d knots, d out/d values] per entry, on the query subset jac_rows(case).
+
+    On JAX all Jacobians of a case come from one jax.jit-compiled bundle (one
+    compilation instead of one per eager operation and shape); the ``jit``
+    property compares jitted against eager results.
+    """
+    if drv.autodiff == "jax":
+        return jax_bundle(drv, case)[("jac", mode, knot_grad)]  # type: ignore[no-any-return]
     rows = jac_rows(case)
 
     def make() -> list[np.ndarray]:
@@ -69,8 +74,37 @@ def jacobians(drv: Driver, case: Case, mode: str, knot_grad: str = "exact") -> l
     return _memoised((drv.label, case.dtype, case.name, "jac", mode, knot_grad), make)
 
 
+def jax_bundle(drv: Driver, case: Case) -> dict[Any, Any]:
+    """Under one jax.jit: values and sum-gradients on all queries, Jacobians (jacrev, jacfwd;
+    exact and stop) on the query subset."""
+    import jax
 
-def check_cases(cell: Cell, items: list[Any], measure: Callable[[Any], tuple[float, int]], name: Callable[[Any], str]) -> None:
+    def make() -> dict[Any, Any]:
+        fe, fs = interp_fn(case, "exact"), interp_fn(case, "stop")
+
+        def everything(x: Array, k: Array, v: Array, xr: Array) -> Any:
+            out = fe(x, k, v)
+            g = jax.grad(lambda *a: fe(*a).sum(), argnums=(0, 1, 2))(x, k, v)
+            jacs = {}
+            for kg, f in (("exact", fe), ("stop", fs)):
+                jacs[("rev", kg)] = jax.jacrev(f, argnums=(0, 1, 2))(xr, k, v)
+                jacs[("fwd", kg)] = jax.jacfwd(f, argnums=(0, 1, 2))(xr, k, v)
+            return out, g, jacs
+
+        x, k, v = arrays(drv, case)
+        xr = arrays(drv, case, jac_rows(case))[0]
+        out, g, jacs = jax.jit(everything)(x, k, v, xr)
+        res: dict[Any, Any] = {"out": np.asarray(out), "grads": [np.asarray(a) for a in g]}
+        for (mode, kg), js in jacs.items():
+            res[("jac", mode, kg)] = [np.asarray(a) for a in js]
+        return res
+
+    return _memoised((drv.label, case.dtype, case.name, "jax_bundle"), make)  # type: ignore[no-any-return]
+
+
+def check_cases(
+    cell: Cell, items: list[Any], measure: Callable[[Any], tuple[float, int]], name: Callable[[Any], str]
+) -> None:
     """Measure every item, fold the worst errors into ``cell``, then fail listing every item out of tolerance."""
     failures = []
     for item in items:

@@ -68,7 +68,9 @@ def cases(dtype: str) -> tuple[Case, ...]:
         out.append(Case(c.name, dtype, k, _cast(c.values, dtype), _cast(c.queries, dtype)))
     # numpy.interp with one knot returns values[0] for every query, NaN included.
     one = _cast(np.array([0.5]), dtype)
-    out.append(Case("single_knot_nan", dtype, one, _cast(np.array([3.0]), dtype), _cast(np.array([np.nan, 0, 0.5, 1]), dtype)))
+    out.append(
+        Case("single_knot_nan", dtype, one, _cast(np.array([3.0]), dtype), _cast(np.array([np.nan, 0, 0.5, 1]), dtype))
+    )
     for scale, seed in ((1.0, 1), (1e3, 2)):
         k, v, q = _native_near_duplicates(dtype, scale, seed)
         out.append(Case(f"near_duplicates_native_{scale:g}", dtype, k, v, q))
@@ -116,7 +118,9 @@ class Reference:
     jac_knots: np.ndarray = field(repr=False)  # (M, N) contract d out_i / d knots_m (knot_grad="exact")
 
 
-def reference(knots: np.ndarray, values: np.ndarray, x: np.ndarray, case: Case | None = None, **kw: object) -> Reference:
+def reference(
+    knots: np.ndarray, values: np.ndarray, x: np.ndarray, case: Case | None = None, **kw: object
+) -> Reference:
     """The contract for one problem; ``knots``/``values``/``x`` share one float dtype."""
     left = kw.get("left", case.left if case else None)
     right = kw.get("right", case.right if case else None)

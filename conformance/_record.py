@@ -37,8 +37,8 @@ PROPS: tuple[Prop, ...] = (
     Prop("tf_weights", "create_transforms: uniform weights = unweighted", "bitwise", "ulp", 0.0),
     Prop("tf_dims", "create_transforms: any D, columns independent", "bitwise vs D = 1", "ulp", 0.0),
     Prop("device", "outputs on the input's device (every device)", "0 mismatches", "mismatch", 0.0),
-    Prop("fuzz_interp", "hypothesis fuzz: interp values and gradients", "all sub-checks", "× tol", 1.0),
-    Prop("fuzz_transforms", "hypothesis fuzz: create_transforms", "all sub-checks", "× tol", 1.0),
+    Prop("fuzz_interp", "hypothesis fuzz: interp values and gradients", "all sub-checks", "x tol", 1.0),
+    Prop("fuzz_transforms", "hypothesis fuzz: create_transforms", "all sub-checks", "x tol", 1.0),
 )
 PROP_BY_KEY = {p.key: p for p in PROPS}
 
@@ -119,14 +119,40 @@ class Recorder:
 
     @classmethod
     def load(cls, paths: list[Path]) -> Recorder:
+        """Merge the cells of several processes (a cell may be measured in more than one)."""
         rec = cls()
         for p in paths:
             data = json.loads(p.read_text(encoding="utf-8"))
             for c in data["cells"]:
                 cell = Cell(**c)
-                rec.cells[(cell.backend, cell.prop)] = cell
+                key = (cell.backend, cell.prop)
+                old = rec.cells.get(key)
+                rec.cells[key] = cell if old is None else _merge(old, cell)
             rec.backend_notes.update(data["backend_notes"])
         return rec
+
+
+def _merge(a: Cell, b: Cell) -> Cell:
+    worsts = [w for w in (a.worst, b.worst) if w is not None]
+    return Cell(
+        a.backend,
+        a.prop,
+        worst=max(worsts) if worsts else None,
+        unit=a.unit or b.unit,
+        tol=a.tol if a.tol is not None else b.tol,
+        checked=a.checked + b.checked,
+        passed_tests=a.passed_tests + b.passed_tests,
+        failed_tests=a.failed_tests + b.failed_tests,
+        na=[*a.na, *b.na],
+        notes=[*a.notes, *[n for n in b.notes if n not in a.notes]],
+        text=a.text if a.text is not None else b.text,
+        bitwise=a.bitwise and b.bitwise,
+        partial=[*a.partial, *b.partial],
+    )
+
+
+#: The process-wide recorder the conftest hooks and the tests write to.
+RECORDER = Recorder()
 
 
 # -- rendering ----------------------------------------------------------------------
@@ -165,8 +191,9 @@ def _cell_text(cell: Cell | None, footnotes: list[str]) -> str:
     else:
         body = f"{_fmt_num(cell.worst)} {cell.unit}".rstrip()
     extra = ""
-    if cell.partial:
-        extra = f" ({'; '.join(dict.fromkeys(cell.partial))})"
+    side = [*cell.partial, *(n for n in cell.na if status == "pass" and "measured by" not in n)]
+    if side:
+        extra = f" ({'; '.join(dict.fromkeys(side))})"
     text = f"{icon} {body}{extra}"
     if status == "fail":
         why = "; ".join(cell.notes) if cell.notes else f"worst {_fmt_num(cell.worst or 0)} {cell.unit} > {cell.tol}"

@@ -19,9 +19,8 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from conformance._backends import BUILTINS, DTYPES, Driver, available, label_of, make_driver
-from conformance._record import Cell, Recorder
+from conformance._record import RECORDER, Cell
 
-RECORDER = Recorder()
 _drivers: dict[str, Driver] = {}
 
 

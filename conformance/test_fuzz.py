@@ -74,7 +74,19 @@ def problems(draw: st.DrawFn, dtype: str) -> Problem:
     queries = np.array(q[:QUERIES], dtype=dtype)
     left = draw(st.one_of(st.none(), st.floats(-5, 5, width=32)))
     right = draw(st.one_of(st.none(), st.floats(-5, 5, width=32)))
-    return Problem(kn, values, queries, left, right)
+    return Problem(_normal(kn), _normal(values), _normal(queries), left, right)
+
+
+def _normal(a: np.ndarray) -> np.ndarray:
+    """Subnormals flushed to zero (monotone, so sorted stays sorted).
+
+    XLA on CPU flushes subnormals to zero, so JAX cannot reproduce numpy.interp
+    on subnormal data (a difference of at most the smallest normal number);
+    the fuzz draws normal numbers only and docs/conformance.md says so.
+    """
+    a = a.copy()
+    a[(a != 0) & (np.abs(a) < np.finfo(a.dtype).tiny)] = 0
+    return a
 
 
 def _ratio(err: float, tol: float) -> float:
@@ -99,7 +111,7 @@ def _interp_checks(drv: Driver, p: Problem, dtype: str) -> dict[str, float]:
     if drv.autodiff is None:
         return r
 
-    def f(knot_grad: str):  # noqa: ANN202
+    def f(knot_grad: str):
         return lambda a, b, c: knotsafe.interp(a, b, c, knot_grad=knot_grad, **kw)  # type: ignore[arg-type]
 
     ge = drv.grad_sum(f("exact"), (x, k, v), (0, 1, 2))
@@ -169,7 +181,7 @@ def point_sets(draw: st.DrawFn, dtype: str) -> np.ndarray:
         if n > 2 and draw(st.booleans()):
             col[1::3] = np.nextafter(col[::3][: col[1::3].size], t(np.inf))  # near-duplicates
         cols.append(col)
-    return np.stack(cols, axis=1)
+    return _normal(np.stack(cols, axis=1))
 
 
 @pytest.mark.prop("fuzz_transforms")

@@ -8,10 +8,10 @@ import os
 import numpy as np
 import pytest
 
-from conformance._backends import Driver, available, make_driver
-from conformance._compute import arrays, check_cases, grads, interp_fn, jacobians
+from conformance._backends import Driver, available, label_of, make_driver
+from conformance._compute import arrays, check_cases, forward, grads, interp_fn, jacobians, jax_bundle
 from conformance._data import Case, cases, jac_rows, reference, rel_error, ulp_distance
-from conformance._record import Cell
+from conformance._record import RECORDER, Cell
 
 KNOT_GRADS = ("exact", "stop")
 
@@ -223,7 +223,7 @@ def test_analytic_partials(autodiff: Driver, dtype: str, cell: Cell) -> None:
         gx = grads(autodiff, case, "exact")[0].astype(np.float64)
         worst = float(np.max(_scaled(gx - ref.dx, np.abs(ref.dx), eps), initial=0.0))
         rows = jac_rows(case)
-        jx, jk, jv = jacobians(autodiff, case, "rev")
+        _, jk, jv = jacobians(autodiff, case, "rev")
         for got, want in ((jk, ref.jac_knots[rows]), (jv, ref.jac_values[rows])):
             scale = np.max(np.abs(want), axis=1, keepdims=True)
             worst = max(worst, float(np.max(_scaled(got - want, scale, eps), initial=0.0)))
@@ -275,23 +275,35 @@ def test_forward_equals_reverse(autodiff: Driver, dtype: str, cell: Cell) -> Non
 
 @pytest.mark.prop("jit")
 def test_jit_identical(autodiff: Driver, dtype: str, cell: Cell) -> None:
-    """jax.jit of the values and of the gradients gives bitwise the eager results."""
+    """jax.jit of the values, the sum-gradients and the per-entry Jacobians gives bitwise the eager results."""
     if autodiff.autodiff != "jax":
         pytest.skip("n/a: jax.jit only (torch.compile is not part of the contract)")
     import jax
 
-    def measure(case: Case) -> tuple[float, int]:
-        x, k, v = arrays(autodiff, case)
-        f = interp_fn(case)
-        eager = np.asarray(f(x, k, v))
-        jitted = np.asarray(jax.jit(f)(x, k, v))
-        worst = float(np.max(ulp_distance(jitted, eager), initial=0.0))
-        g = jax.grad(lambda *a: f(*a).sum(), argnums=(0, 1, 2))
-        for a, b in zip(jax.jit(g)(x, k, v), grads(autodiff, case, "exact"), strict=True):
-            worst = max(worst, float(np.max(ulp_distance(np.asarray(a), b), initial=0.0)))
-        return worst, eager.size
+    parts: dict[str, float] = {}
 
-    check_cases(cell, list(cases(dtype)), measure, _name)
+    def measure(case: Case) -> tuple[float, int]:
+        bundle = jax_bundle(autodiff, case)
+        eager = autodiff.to_numpy(forward(autodiff, case))
+        found = {"values": float(np.max(ulp_distance(bundle["out"], eager), initial=0.0))}
+        for name, a, b in zip(
+            ("d/dx", "d/dknots", "d/dvalues"), bundle["grads"], grads(autodiff, case, "exact"), strict=True
+        ):
+            found[name] = float(np.max(ulp_distance(a, b), initial=0.0))
+        x, k, v = arrays(autodiff, case, jac_rows(case))
+        eager_jac = jax.jacrev(interp_fn(case), argnums=(0, 1, 2))(x, k, v)
+        for name, a, b in zip(("J_x", "J_knots", "J_values"), bundle[("jac", "rev", "exact")], eager_jac, strict=True):
+            found[name] = float(np.max(ulp_distance(a, np.asarray(b)), initial=0.0))
+        for key, val in found.items():
+            parts[key] = max(parts.get(key, 0.0), val)
+        return max(found.values()), eager.size
+
+    try:
+        check_cases(cell, list(cases(dtype)), measure, _name)
+    finally:
+        differing = {k: v for k, v in parts.items() if v}
+        if differing:
+            cell.note(f"{dtype}: worst ulp by output: " + ", ".join(f"{k} {v:g}" for k, v in differing.items()))
 
 
 #: vmap batch: the case itself and copies scaled by powers of two (exact, duplicates kept).
@@ -333,7 +345,7 @@ def test_jax_equals_torch(autodiff: Driver, cell: Cell) -> None:
     if reason is not None:
         pytest.skip(f"n/a: {reason}")
     if other_spec == "jax" and os.environ.get("JAX_ENABLE_X64", "0").lower() not in ("1", "true"):
-        pytest.skip("n/a: needs JAX_ENABLE_X64=1 in this process")
+        pytest.skip("n/a: needs JAX_ENABLE_X64=1 in this process (measured by the jax (x64) column)")
     other = make_driver(other_spec)
 
     def measure(case: Case) -> tuple[float, int]:
@@ -345,4 +357,16 @@ def test_jax_equals_torch(autodiff: Driver, cell: Cell) -> None:
             n += a.size
         return worst, n
 
-    check_cases(cell, list(cases("float64")), measure, _name)
+    # The same measurement is the other backend's cell too (it may run in another process).
+    mirror = RECORDER.cell(label_of(other_spec), "cross")
+    try:
+        check_cases(cell, list(cases("float64")), measure, _name)
+    except BaseException:
+        mirror.failed_tests += 1
+        raise
+    finally:
+        mirror.worst, mirror.unit, mirror.tol = cell.worst, cell.unit, cell.tol
+        mirror.checked, mirror.bitwise = cell.checked, cell.bitwise
+        for text in cell.notes:
+            mirror.note(text)
+    mirror.passed_tests += 1

@@ -38,6 +38,7 @@ __all__ = [
     "generic_safe_slope",
     "generic_scatter_add",
     "generic_searchsorted",
+    "generic_take",
     "hooks_for",
     "register",
     "registered",
@@ -68,6 +69,11 @@ def generic_safe_slope(xp: Namespace, rise: Array, run: Array, genuine: Array) -
 def generic_is_concrete(a: Array) -> bool:
     """Whether the values of ``a`` can be read now (not traced, not lazy)."""
     return not compat.is_lazy_array(a)
+
+
+def generic_take(xp: Namespace, a: Array, index: Array) -> Array:
+    """``a[index]`` for a 1-D ``a`` and in-range integer ``index`` (standard API)."""
+    return xp.take(a, index)
 
 
 def generic_searchsorted(xp: Namespace, knots: Array, x: Array) -> Array:
@@ -143,6 +149,9 @@ class BackendHooks:
     searchsorted
         ``(xp, knots, x) -> idx``, right-sided (``numpy.searchsorted(...,
         side="right")``).
+    take
+        ``(xp, a, index) -> a[index]`` for 1-D ``a`` and indices known to be
+        in range (a backend may skip the standard's negative-index handling).
     scatter_add
         ``(xp, size, index, src) -> out`` accumulating repeated indices,
         differentiable with respect to ``src``.
@@ -158,6 +167,8 @@ class BackendHooks:
         ``(hooks, rule, x, knots, values) -> out``: evaluate the interpolation
         with the gradient rule attached.  Backends override it with a native
         custom derivative (``jax.custom_jvp``, ``torch.autograd.Function``).
+    extras
+        Free-form data for a backend's own use; knotsafe never reads it.
     """
 
     name: str
@@ -165,6 +176,7 @@ class BackendHooks:
     stop_gradient: Callable[[Array], Array] = _identity
     safe_slope: Callable[[Namespace, Array, Array, Array], Array] = generic_safe_slope
     searchsorted: Callable[[Namespace, Array, Array], Array] = generic_searchsorted
+    take: Callable[[Namespace, Array, Array], Array] = generic_take
     scatter_add: Callable[[Namespace, int, Array, Array], Array] = generic_scatter_add
     forward: Forward | None = None
     is_concrete: Callable[[Array], bool] = generic_is_concrete

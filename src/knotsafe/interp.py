@@ -140,9 +140,7 @@ def interp_checked(
         # One knot is the degenerate bin [k, k]: the general code handles it.
         knots = xp.concat([knots, knots])
         values = xp.concat([values, values])
-    rule = InterpRule(
-        xp, hooks.safe_slope, hooks.searchsorted, left, right, knot_grad, min_gap, take=hooks.extras.get("take")
-    )
+    rule = InterpRule(xp, hooks.safe_slope, hooks.searchsorted, hooks.take, left, right, knot_grad, min_gap)
     if hooks.differentiable:
         out = hooks.linearize(hooks, rule, flat, knots, values)
     else:

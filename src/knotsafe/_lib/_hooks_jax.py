@@ -26,7 +26,7 @@ def _custom_interp(rule: InterpRule) -> Any:
         # Linear in the tangents, so JAX transposes it for reverse mode
         # (the takes become scatter-adds).
         t = p.dx * x_dot + p.a0 * jnp.take(values_dot, p.j) + p.a1 * jnp.take(values_dot, p.j + 1)
-        if p.b0 is not None:
+        if p.b0 is not None and p.b1 is not None:
             t = t + p.b0 * jnp.take(knots_dot, p.j) + p.b1 * jnp.take(knots_dot, p.j + 1)
         return out, t
 

@@ -12,7 +12,8 @@ from knotsafe.backends import BackendHooks
 
 
 def _gather_combine(idx: Any, idx1: Any, c0: Any, c1: Any, tangent: Any) -> Any:
-    return c0 * torch.take(tangent, idx) + c1 * torch.take(tangent, idx1)
+    # index_select (not take) has a torch.func batching rule.
+    return c0 * torch.index_select(tangent, 0, idx) + c1 * torch.index_select(tangent, 0, idx1)
 
 
 def _scatter_pair(n: int, idx: Any, idx1: Any, g0: Any, g1: Any) -> Any:
@@ -80,7 +81,7 @@ def _plain_tensor(t: Any) -> bool:
     return not (
         t.requires_grad
         or torch._C._functorch.is_functorch_wrapped_tensor(t)
-        or (_fwd_ad._current_level >= 0 and _fwd_ad.unpack_dual(t).tangent is not None)
+        or (_fwd_ad._current_level >= 0 and _fwd_ad.unpack_dual(t).tangent is not None)  # type: ignore[no-untyped-call]
     )
 
 
@@ -89,7 +90,7 @@ def _linearize(hooks: BackendHooks, rule: InterpRule, x: Any, knots: Any, values
         # Nothing can ask for a derivative: forward values only, without the
         # partials (same arithmetic as the Function's first output).
         return rule.value(x, knots, values)
-    return _Interp.apply(x, knots, values, rule)[0]
+    return _Interp.apply(x, knots, values, rule)[0]  # type: ignore[no-untyped-call]
 
 
 def _scatter_add(xp: Any, size: int, index: Any, src: Any) -> Any:
@@ -109,5 +110,5 @@ def make_hooks() -> BackendHooks:
         stop_gradient=torch.Tensor.detach,
         linearize=_linearize,
         scatter_add=_scatter_add,
-        extras={"take": _take},
+        take=_take,
     )

@@ -66,13 +66,11 @@ class InterpRule:
     xp: ModuleType
     safe_slope: Any
     searchsorted: Any
+    take: Any
     left: float | None
     right: float | None
     knot_grad: str
     min_gap: float | None
-    #: Optional ``(xp, a, idx) -> a[idx]`` for indices known to lie in
-    #: ``[0, len(a))`` (a backend's native gather); default ``xp.take``.
-    take: Any = None
 
     def _bracket(self, x: Array, knots: Array, values: Array) -> tuple[Array, ...]:
         xp = self.xp
@@ -83,11 +81,7 @@ class InterpRule:
         j = self.searchsorted(xp, knots[1:-1], x)
         j1 = j + 1
         take = self.take
-        if take is None:
-            k0, k1, f0, f1 = (xp.take(knots, j), xp.take(knots, j1), xp.take(values, j), xp.take(values, j1))
-        else:
-            k0, k1, f0, f1 = (take(xp, knots, j), take(xp, knots, j1), take(xp, values, j), take(xp, values, j1))
-        return j, k0, k1, f0, f1
+        return j, take(xp, knots, j), take(xp, knots, j1), take(xp, values, j), take(xp, values, j1)
 
     def _forward(
         self, x: Array, knots: Array, values: Array, k0: Array, k1: Array, f0: Array, f1: Array

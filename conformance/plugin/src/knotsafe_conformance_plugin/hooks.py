@@ -15,7 +15,6 @@ def make_hooks() -> Any:
     it hands them the plugin namespace, not array-api-strict's.
     """
     from knotsafe.backends import BackendHooks, generic_searchsorted
-
     from knotsafe_conformance_plugin import xp as plugin_xp
 
     calls = {"searchsorted": 0}
