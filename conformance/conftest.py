@@ -28,7 +28,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("conformance")
     group.addoption("--conformance-backends", default=",".join(BUILTINS), help="comma-separated backend specs")
     group.addoption("--conformance-json", default=None, help="write the measured cells to this JSON file")
-    group.addoption("--fuzz-examples", type=int, default=20, help="hypothesis examples per fuzz test")
+    group.addoption("--fuzz-examples", type=int, default=12, help="hypothesis examples per fuzz test")
     group.addoption("--fuzz-random", action="store_true", help="random hypothesis seeds (default: derandomized)")
 
 

@@ -33,7 +33,7 @@ import array_api_compat as compat
 from knotsafe._lib import _namespace as ns
 from knotsafe.backends import hooks_for
 from knotsafe.interp import KnotGrad
-from knotsafe.transforms import Transform, create_transforms
+from knotsafe.transforms import Transform, create_transforms, rank_knots
 
 __all__ = ["curvature_matrix", "mapping_matrix", "mappings_weights", "pixel_areas", "pixel_centres"]
 
@@ -48,28 +48,24 @@ PeerInterp = Callable[..., Array]
 # --------------------------------------------------------------------------
 
 
-def _grid_size(source_grid_size: Any) -> int:
-    if isinstance(source_grid_size, bool):
-        raise TypeError(f"`source_grid_size` must be an integer, got {source_grid_size!r}")
-    try:
-        n = operator.index(source_grid_size)
-    except TypeError as exc:
-        raise TypeError(f"`source_grid_size` must be an integer, got {source_grid_size!r}") from exc
-    if n < 3:
-        raise ValueError(f"`source_grid_size` must be at least 3, got {n}")
-    return n
-
-
-def _positive_int(name: str, value: Any) -> int:
+def _integer(name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool):
-        raise TypeError(f"`{name}` must be a positive integer, got {value!r}")
+        raise TypeError(f"`{name}` must be an integer, got {value!r}")
     try:
         v = operator.index(value)
     except TypeError as exc:
-        raise TypeError(f"`{name}` must be a positive integer, got {value!r}") from exc
-    if v < 1:
-        raise ValueError(f"`{name}` must be a positive integer, got {v}")
+        raise TypeError(f"`{name}` must be an integer, got {value!r}") from exc
+    if v < minimum:
+        raise ValueError(f"`{name}` must be at least {minimum}, got {v}")
     return v
+
+
+def _grid_size(source_grid_size: Any) -> int:
+    return _integer("source_grid_size", source_grid_size, 3)
+
+
+def _positive_int(name: str, value: Any) -> int:
+    return _integer(name, value, 1)
 
 
 def _points(xp: ModuleType, name: str, a: Array, dtype: Any) -> Array:
@@ -105,15 +101,6 @@ def _resolve_mesh_inputs(
     return xp_, out, gap
 
 
-def _column_major(xp: ModuleType, a: Array) -> Array:
-    """``a`` (K, 2) with each column contiguous in memory (a transposed (2, K)).
-
-    The transforms search one column at a time; torch's ``searchsorted``
-    copies (and warns about) non-contiguous inputs.  Values are unchanged.
-    """
-    return xp.permute_dims(xp.stack([a[:, 0], a[:, 1]]), (1, 0))
-
-
 def _default_int(xp: ModuleType, like: Array) -> Any:
     info = xp.__array_namespace_info__()
     return info.default_dtypes(device=compat.device(like))["integral"]
@@ -144,20 +131,7 @@ def _peer_transform(xp: ModuleType, points: Array, weights: Array | None, interp
     (below) or 1 (above) as with ``left=0, right=1``.  For the comparisons
     in the example and tests only.
     """
-    n = points.shape[0]
-    cols = xp.permute_dims(points, (1, 0))
-    if weights is None:
-        knots = xp.sort(cols, axis=1)
-        ranks = xp.arange(1, n + 1, dtype=points.dtype, device=compat.device(points)) / (n + 1)
-        rank_rows = [ranks, ranks]
-    else:
-        order = xp.argsort(cols, axis=1, stable=True)
-        knots = xp.stack([xp.take(cols[d, :], order[d, :]) for d in range(2)])
-        w = weights / xp.max(weights)
-        rank_rows = []
-        for d in range(2):
-            cum = xp.cumulative_sum(xp.take(w, order[d, :]))
-            rank_rows.append(cum / (cum[-1] + cum[-1] / n))
+    knots, rank_rows = rank_knots(xp, points, weights)
 
     def transform(q: Array) -> Array:
         out = []
@@ -310,12 +284,12 @@ def _mappings_weights(
     )
     data, over, wmap = arrs["data_grid"], arrs["data_grid_over_sampled"], arrs.get("mesh_weight_map")
     mu, scale = _normalisation(xp_, data)
-    scaled = _column_major(xp_, (data - mu) / scale)
+    scaled = (data - mu) / scale
     if _interp is None:
         transform, _ = create_transforms(scaled, wmap, xp=xp_, knot_grad=knot_grad, min_gap=gap)
     else:
         transform = _peer_transform(xp_, scaled, wmap, _interp)
-    u = transform(_column_major(xp_, (over - mu) / scale))
+    u = transform((over - mu) / scale)
     return _bilinear(xp_, n, (n - 3) * u + 1)
 
 
@@ -549,7 +523,7 @@ def _inverse_full(
     data = arrs["data_grid"]
     mu, scale = _normalisation(xp_, data)
     _, inv = create_transforms(
-        _column_major(xp_, (data - mu) / scale), arrs.get("mesh_weight_map"), xp=xp_, knot_grad=knot_grad, min_gap=gap
+        (data - mu) / scale, arrs.get("mesh_weight_map"), xp=xp_, knot_grad=knot_grad, min_gap=gap
     )
 
     def inv_full(u: Array) -> Array:

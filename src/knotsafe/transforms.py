@@ -94,25 +94,8 @@ def create_transforms(
     if ns.holds(xp_, ~xp_.isnan(pts)) is False:
         raise ValueError("`points` contains NaN")
 
-    # Rows of `cols` are contiguous, which 1-D searchsorted kernels prefer.
-    cols = xp_.permute_dims(pts, (1, 0))
-    if arrays.get("weights") is None:
-        knots = xp_.sort(cols, axis=1)
-        ranks = xp_.arange(1, n + 1, dtype=dtype, device=compat.device(pts)) / (n + 1)
-        rank_rows = [ranks] * dim
-    else:
-        w = _checked_weights(xp_, arrays["weights"], n, dtype)
-        order = xp_.argsort(cols, axis=1, stable=True)
-        knots = xp_.stack([xp_.take(cols[d, :], order[d, :]) for d in range(dim)])
-        # Dividing by the largest weight makes uniform weights exactly 1, so
-        # their cumulative sums are exact integers and t matches the
-        # unweighted ranks bit for bit.
-        w = w / xp_.max(w)
-        rank_rows = []
-        for d in range(dim):
-            cum = xp_.cumulative_sum(xp_.take(w, order[d, :]))
-            total = cum[-1]
-            rank_rows.append(cum / (total + total / n))
+    weights_ = None if arrays.get("weights") is None else _checked_weights(xp_, arrays["weights"], n, dtype)
+    knots, rank_rows = rank_knots(xp_, pts, weights_)
 
     def apply(q: Array, name: str, inverse: bool) -> Array:
         _, arr = ns.resolve({name: q}, xp_)
@@ -141,6 +124,43 @@ def create_transforms(
         return apply(u, "u", inverse=True)
 
     return transform, inv_transform
+
+
+def rank_knots(xp: ModuleType, points: Array, weights: Array | None) -> tuple[Array, list[Array]]:
+    """Sorted columns and their ranks: the knots and values of each column's CDF.
+
+    Parameters
+    ----------
+    points : array, shape (N, D)
+    weights : array, shape (N,), optional
+        Checked non-negative weights, not all zero.
+
+    Returns
+    -------
+    knots : array, shape (D, N)
+        Each column of ``points`` sorted (rows are contiguous, which 1-D
+        searchsorted kernels prefer).
+    ranks : list of D arrays, shape (N,)
+        ``arange(1, N + 1) / (N + 1)``, or the cumulative weights in each
+        column's sort order scaled so that the last rank is ``N / (N + 1)``.
+    """
+    n, dim = points.shape
+    cols = xp.permute_dims(points, (1, 0))
+    if weights is None:
+        ranks = xp.arange(1, n + 1, dtype=points.dtype, device=compat.device(points)) / (n + 1)
+        return xp.sort(cols, axis=1), [ranks] * dim
+    order = xp.argsort(cols, axis=1, stable=True)
+    knots = xp.stack([xp.take(cols[d, :], order[d, :]) for d in range(dim)])
+    # Dividing by the largest weight makes uniform weights exactly 1, so their
+    # cumulative sums are exact integers and the ranks match the unweighted
+    # ones bit for bit.
+    w = weights / xp.max(weights)
+    rank_rows = []
+    for d in range(dim):
+        cum = xp.cumulative_sum(xp.take(w, order[d, :]))
+        total = cum[-1]
+        rank_rows.append(cum / (total + total / n))
+    return knots, rank_rows
 
 
 def _checked_weights(xp: ModuleType, w: Array, n: int, dtype: Any) -> Array:
