@@ -87,7 +87,8 @@ def interp(
       ``w = (x - knots[j]) / (knots[j+1] - knots[j])``, in every bin.
     * ``d/dknots`` are ``-slope * (1 - w)`` and ``-slope * w`` (zero in
       duplicate bins and under ``knot_grad="stop"``).
-    * NaN queries give NaN values and zero gradients.
+    * NaN queries give NaN values and zero gradients, except with a single
+      knot, where ``numpy.interp`` (and so knotsafe) returns ``values[0]``.
 
     At a knot the one-sided derivative from the right is returned.  Second
     derivatives are not provided (they are zero or undefined almost
@@ -136,7 +137,8 @@ def interp_checked(
     hooks = hooks_for(xp)
     shape = x.shape
     flat = xp.reshape(x, (-1,))
-    if knots.shape[0] == 1:
+    single = knots.shape[0] == 1
+    if single:
         # One knot is the degenerate bin [k, k]: the general code handles it.
         knots = xp.concat([knots, knots])
         values = xp.concat([values, values])
@@ -147,4 +149,7 @@ def interp_checked(
         out = hooks.forward(flat, knots, values, left, right) if hooks.forward is not None else None
         if out is None:
             out = rule.value(flat, knots, values)
+    if single:
+        # numpy.interp's one-knot loop has no NaN test: a NaN query copies the value.
+        out = xp.where(xp.isnan(flat), values[0], out)
     return xp.reshape(out, shape)

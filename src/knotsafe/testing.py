@@ -175,7 +175,8 @@ def knot_cases(seed: int = 0, dtype: Any = np.float64) -> list[KnotCase]:
     )
 
     cases.append(KnotCase("single_pair", np.array([0.25, 0.75]), np.array([1.0, -2.0]), np.linspace(0, 1, 21)))
-    cases.append(KnotCase("single_knot", np.array([0.5]), np.array([3.0]), np.array([0.0, 0.5, 1.0])))
+    # numpy.interp's one-knot path returns the value even for a NaN query.
+    cases.append(KnotCase("single_knot", np.array([0.5]), np.array([3.0]), np.array([0.0, 0.5, 1.0, np.nan])))
 
     k = np.linspace(0.0, 1.0, 8)
     cases.append(KnotCase("nan_queries", k, rng.normal(size=8), np.array([np.nan, 0.3, np.nan, 2.0])))

@@ -153,8 +153,10 @@ class InterpRule:
         a0 = xp.where(inside, 1.0 - w, xp.astype(x < knots[0], x.dtype) if self.left is None else zero)
         if self.knot_grad == "stop":
             return out, Partials(j, dx, a0, a1, None, None)
+        # Each product is formed directly (no -dx - b1): a difference would
+        # cancel near w = 1 and let compiled and eager code round differently.
+        b0 = -dx * (1.0 - w)
         b1 = -dx * w
-        b0 = -dx - b1
         return out, Partials(j, dx, a0, a1, b0, b1)
 
 
