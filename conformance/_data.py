@@ -162,6 +162,8 @@ def reference(
     if n_orig == 1:
         jv = jv.sum(axis=1, keepdims=True)
         jk = jk.sum(axis=1, keepdims=True)
+        # numpy.interp's one-knot path copies the value for a NaN query too.
+        jv[np.isnan(x64), 0] = 1.0
     return Reference(out, j, inside, genuine, duplicate, gap, dval, slope_np, scale, float(thr), slope, jv, jk)
 
 
