@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["tests-numpy", "tests-jax", "tests-torch", "tests-strict", "lint"]
+nox.options.sessions = ["tests-numpy", "tests-jax", "tests-torch", "tests-strict", "conformance", "lint"]
 nox.options.reuse_existing_virtualenvs = True
 
 PIN = ("-c", "constraints.txt")
@@ -45,8 +45,9 @@ for _backend, _packages in BACKEND_PACKAGES.items():
 def lint(session: nox.Session) -> None:
     """ruff (lint and format check) and mypy on src/."""
     _install(session, "ruff", "mypy", "numpy", "array-api-compat")
-    session.run("ruff", "check", "src", "tests", "conformance", "benchmarks", "examples", "noxfile.py")
-    session.run("ruff", "format", "--check", "src", "tests", "conformance", "benchmarks", "examples", "noxfile.py")
+    paths = ("src", "tests", "conformance", "benchmarks", "examples", "docs", "noxfile.py")
+    session.run("ruff", "check", *paths)
+    session.run("ruff", "format", "--check", *paths)
     session.run("mypy", "src/knotsafe")
 
 

@@ -27,8 +27,9 @@ def main() -> None:
         begin, end = f"<!-- begin:{name} -->", f"<!-- end:{name} -->"
         block = f"{begin}\n{section(name)}\n{end}"
         pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), flags=re.S)
-        if pattern.search(readme):
-            readme = pattern.sub(lambda _: block, readme)
+        match = pattern.search(readme)
+        if match:
+            readme = readme[: match.start()] + block + readme[match.end() :]
         else:
             readme = readme.replace(f"<!-- {name} -->", block)
     README.write_text(readme)
