@@ -56,6 +56,19 @@ class Partials:
 
 
 @dataclass(frozen=True)
+class _Forward:
+    """numpy.interp's values and the intermediates the partials reuse."""
+
+    out: Array
+    gap: Array  # k1 - k0
+    safe_gap: Array  # gap, with exact zeros replaced by 1
+    rise: Array  # f1 - f0
+    d0: Array  # x - k0
+    below: Array  # x < knots[0]
+    at_end: Array  # the entries that copy values[-1]
+
+
+@dataclass(frozen=True)
 class InterpRule:
     """Interpolation with fixed options, evaluated on 1-D arrays.
 
@@ -83,21 +96,16 @@ class InterpRule:
         take = self.take
         return j, take(xp, knots, j), take(xp, knots, j1), take(xp, values, j), take(xp, values, j1)
 
-    def _forward(
-        self, x: Array, knots: Array, values: Array, k0: Array, k1: Array, f0: Array, f1: Array
-    ) -> tuple[Array, Array, Array, Array]:
-        """numpy.interp's arithmetic, operation for operation (compiled_base.c).
-
-        Returns the values and the intermediates ``gap = k1 - k0``, ``rise =
-        f1 - f0`` and ``d0 = x - k0`` that the partials reuse.
-        """
+    def _forward(self, x: Array, knots: Array, values: Array, k0: Array, k1: Array, f0: Array, f1: Array) -> _Forward:
+        """numpy.interp's arithmetic, operation for operation (compiled_base.c)."""
         xp = self.xp
         # The bin a finite in-range query uses always has k1 > x >= k0, so a
         # zero gap only occurs for entries the outer `where`s replace.
         gap = k1 - k0
         rise = f1 - f0
         d0 = x - k0
-        slope = rise / xp.where(gap == 0, xp.ones_like(gap), gap)
+        safe_gap = xp.where(gap == 0, xp.ones_like(gap), gap)
+        slope = rise / safe_gap
         out = slope * d0 + f0
         # numpy: "If we get nan in one direction, try the other".
         out = xp.where(xp.isnan(out), slope * (x - k1) + f1, out)
@@ -107,18 +115,21 @@ class InterpRule:
         lo = values[0] if self.left is None else xp.asarray(self.left, dtype=out.dtype, device=_device(out))
         if self.right is None:
             # x > knots[-1] and x == knots[-1] both give the last value.
-            out = xp.where(x >= knots[-1], last, out)
+            at_end = x >= knots[-1]
+            out = xp.where(at_end, last, out)
         else:
+            at_end = x == knots[-1]
             hi = xp.asarray(self.right, dtype=out.dtype, device=_device(out))
             out = xp.where(x > knots[-1], hi, out)
-            out = xp.where(x == knots[-1], last, out)
-        out = xp.where(x < knots[0], lo, out)
-        return xp.where(xp.isnan(x), x, out), gap, rise, d0
+            out = xp.where(at_end, last, out)
+        below = x < knots[0]
+        out = xp.where(below, lo, out)
+        return _Forward(xp.where(xp.isnan(x), x, out), gap, safe_gap, rise, d0, below, at_end)
 
     def value(self, x: Array, knots: Array, values: Array) -> Array:
         """Forward values of ``numpy.interp(x, knots, values, left, right)``."""
         _, k0, k1, f0, f1 = self._bracket(x, knots, values)
-        return self._forward(x, knots, values, k0, k1, f0, f1)[0]
+        return self._forward(x, knots, values, k0, k1, f0, f1).out
 
     def threshold(self, knots: Array) -> Array | float:
         """Largest knot gap that counts as a duplicate (see DUPLICATE_EPS_FACTOR)."""
@@ -132,7 +143,7 @@ class InterpRule:
         """Forward values and the gradient rule's partials (no autodiff inside)."""
         xp = self.xp
         j, k0, k1, f0, f1 = self._bracket(x, knots, values)
-        out, gap, rise, d0 = self._forward(x, knots, values, k0, k1, f0, f1)
+        fwd = self._forward(x, knots, values, k0, k1, f0, f1)
 
         inside = (x >= knots[0]) & (x < knots[-1])  # False for NaN queries
         zero = xp.zeros_like(x)
@@ -142,22 +153,21 @@ class InterpRule:
         # derivative, so d/dx and d/dknots are 0 there, while the forward value
         # stays numpy's and d/dvalues keeps the exact barycentric weights, which
         # lie in [0, 1] for any gap.
-        genuine = inside & (gap > self.threshold(knots))
-        dx = self.safe_slope(xp, rise, gap, genuine)
-        w = xp.where(inside, d0 / xp.where(inside, gap, xp.ones_like(gap)), zero)
+        genuine = inside & (fwd.gap > self.threshold(knots))
+        dx = self.safe_slope(xp, fwd.rise, fwd.gap, genuine)
+        w = xp.where(inside, fwd.d0 / fwd.safe_gap, zero)
+        one_minus_w = 1.0 - w
 
         # Outside the knots the output copies an end value (weight 1) or a
         # constant `left`/`right` (no weight on `values`).
-        at_end = (x >= knots[-1]) if self.right is None else (x == knots[-1])
-        a1 = xp.where(inside, w, xp.astype(at_end, x.dtype))
-        a0 = xp.where(inside, 1.0 - w, xp.astype(x < knots[0], x.dtype) if self.left is None else zero)
+        a1 = xp.where(inside, w, xp.astype(fwd.at_end, x.dtype))
+        a0 = xp.where(inside, one_minus_w, xp.astype(fwd.below, x.dtype) if self.left is None else zero)
         if self.knot_grad == "stop":
-            return out, Partials(j, dx, a0, a1, None, None)
+            return fwd.out, Partials(j, dx, a0, a1, None, None)
         # Each product is formed directly (no -dx - b1): a difference would
         # cancel near w = 1 and let compiled and eager code round differently.
-        b0 = -dx * (1.0 - w)
-        b1 = -dx * w
-        return out, Partials(j, dx, a0, a1, b0, b1)
+        neg_dx = -dx
+        return fwd.out, Partials(j, dx, a0, a1, neg_dx * one_minus_w, neg_dx * w)
 
 
 def _device(a: Array) -> Any:
