@@ -106,7 +106,7 @@ def generic_linearize(hooks: BackendHooks, rule: InterpRule, x: Array, knots: Ar
 
     Returns ``value + (s - stop_gradient(s))`` where ``value`` is the
     numpy-exact forward value and ``s`` is the first-order surrogate
-    ``dx * x + a0 * f0 + a1 * f1 + b0 * k0 + b1 * k1`` built from the
+    ``dx * (x - a0 * k0 - a1 * k1) + a0 * f0 + a1 * f1`` built from the
     stop-gradiented partials of :mod:`knotsafe._lib._rule`.  The forward value
     is exactly ``value`` (``s - s == 0`` for finite ``s``) and every autodiff
     mode sees exactly the partials of the gradient rule.  Second derivatives
@@ -118,9 +118,12 @@ def generic_linearize(hooks: BackendHooks, rule: InterpRule, x: Array, knots: Ar
     # An infinite query has dx == 0 but would make dx * x NaN; it still copies
     # an end value, so its values term must survive.
     x_finite = xp.where(xp.isfinite(x), x, xp.zeros_like(x))
-    s = p.dx * x_finite + p.a0 * xp.take(values, p.j) + p.a1 * xp.take(values, p.j + 1)
-    if p.b0 is not None and p.b1 is not None:
-        s = s + p.b0 * xp.take(knots, p.j) + p.b1 * xp.take(knots, p.j + 1)
+    take = hooks.take
+    a0, a1 = p.a0, p.a1
+    moved = x_finite
+    if p.knot_grad:
+        moved = moved - (a0 * take(xp, knots, p.j) + a1 * take(xp, knots, p.j + 1))
+    s = p.dx * moved + a0 * take(xp, values, p.j) + a1 * take(xp, values, p.j + 1)
     delta = s - sg(s)
     return out + delta
 

@@ -25,9 +25,10 @@ def _custom_interp(rule: InterpRule) -> Any:
         out, p = rule.value_and_partials(x, knots, values)
         # Linear in the tangents, so JAX transposes it for reverse mode
         # (the takes become scatter-adds).
-        t = p.dx * x_dot + p.a0 * jnp.take(values_dot, p.j) + p.a1 * jnp.take(values_dot, p.j + 1)
-        if p.b0 is not None and p.b1 is not None:
-            t = t + p.b0 * jnp.take(knots_dot, p.j) + p.b1 * jnp.take(knots_dot, p.j + 1)
+        moved = x_dot
+        if p.knot_grad:
+            moved = moved - (p.a0 * jnp.take(knots_dot, p.j) + p.a1 * jnp.take(knots_dot, p.j + 1))
+        t = p.dx * moved + p.a0 * jnp.take(values_dot, p.j) + p.a1 * jnp.take(values_dot, p.j + 1)
         return out, t
 
     # Compiled even when called eagerly: one dispatch instead of dozens, and

@@ -16,9 +16,9 @@ def _gather_combine(idx: Any, idx1: Any, c0: Any, c1: Any, tangent: Any) -> Any:
     return c0 * torch.index_select(tangent, 0, idx) + c1 * torch.index_select(tangent, 0, idx1)
 
 
-def _scatter_pair(n: int, idx: Any, idx1: Any, g0: Any, g1: Any) -> Any:
+def _scatter_pair(n: int, idx: Any, idx1: Any, g0: Any, g1: Any, alpha: int = 1) -> Any:
     out = torch.zeros(n, dtype=g0.dtype, device=g0.device)
-    return out.index_add(0, idx, g0).index_add(0, idx1, g1)
+    return out.index_add(0, idx, g0, alpha=alpha).index_add(0, idx1, g1, alpha=alpha)
 
 
 def _take(xp: Any, a: Any, idx: Any) -> Any:
@@ -36,9 +36,7 @@ class _Interp(torch.autograd.Function):
     @staticmethod
     def forward(x: Any, knots: Any, values: Any, rule: InterpRule) -> Any:  # type: ignore[override]
         out, p = rule.value_and_partials(x, knots, values)
-        b0 = p.b0 if p.b0 is not None else torch.zeros_like(p.dx)
-        b1 = p.b1 if p.b1 is not None else torch.zeros_like(p.dx)
-        return out, p.j, p.dx, p.a0, p.a1, b0, b1
+        return out, p.j, p.dx, p.a0, p.a1
 
     @staticmethod
     def setup_context(ctx: Any, inputs: Any, output: Any) -> None:
@@ -52,28 +50,30 @@ class _Interp(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, g: Any, *_: Any) -> Any:  # type: ignore[override]
-        j, dx, a0, a1, b0, b1 = ctx.saved_tensors
+        j, dx, a0, a1 = ctx.saved_tensors
         need_x, need_k, need_v, _ = ctx.needs_input_grad
-        gx = g * dx if need_x else None
-        j1 = j + 1 if need_v or (need_k and ctx.knot_grad) else None
-        gk = _scatter_pair(ctx.n, j, j1, g * b0, g * b1) if need_k and ctx.knot_grad else None
+        gx = g * dx if need_x or need_k else None
+        j1 = j + 1 if need_v or need_k else None
         gv = _scatter_pair(ctx.n, j, j1, g * a0, g * a1) if need_v else None
-        if need_k and gk is None:
+        gk = None
+        if need_k and ctx.knot_grad:
+            # d/dknots = -dx times the value weights (see _rule.Partials).
+            gk = _scatter_pair(ctx.n, j, j1, gx * a0, gx * a1, alpha=-1)
+        elif need_k:
             gk = torch.zeros(ctx.n, dtype=g.dtype, device=g.device)
-        return gx, gk, gv, None
+        return (gx if need_x else None), gk, gv, None
 
     @staticmethod
     def jvp(ctx: Any, x_t: Any, knots_t: Any, values_t: Any, _: Any) -> Any:
-        j, dx, a0, a1, b0, b1 = ctx.saved_tensors
-        t = torch.zeros_like(dx)
+        j, dx, a0, a1 = ctx.saved_tensors
         j1 = j + 1
-        if x_t is not None:
-            t = t + dx * x_t
+        moved = torch.zeros_like(dx) if x_t is None else x_t
+        if knots_t is not None and ctx.knot_grad:
+            moved = moved - _gather_combine(j, j1, a0, a1, knots_t)
+        t = dx * moved
         if values_t is not None:
             t = t + _gather_combine(j, j1, a0, a1, values_t)
-        if knots_t is not None and ctx.knot_grad:
-            t = t + _gather_combine(j, j1, b0, b1, knots_t)
-        return t, None, None, None, None, None, None
+        return t, None, None, None, None
 
 
 def _plain_tensor(t: Any) -> bool:

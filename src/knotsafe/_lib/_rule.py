@@ -17,6 +17,9 @@ d out / d f0, d f1    1 - w, w                        1 - w, w
 d out / d k0, d k1    -slope (1 - w), -slope w        0, 0
 ====================  ==============================  =====================
 
+so the knot partials are ``-(d out / d x)`` times the value weights
+(translation invariance: moving x and all knots together changes nothing).
+
 Outside ``[knots[0], knots[-1])`` the output is a constant (``left``,
 ``right`` or an end value): only the end value it copies gets weight 1.
 """
@@ -43,16 +46,17 @@ DUPLICATE_EPS_FACTOR = 8.0
 class Partials:
     """First derivatives of each output with respect to the bin it reads.
 
-    All arrays have the flattened query shape ``(M,)``.  ``j`` is the lower
-    knot index of the bin; ``b0``/``b1`` are None under ``knot_grad="stop"``.
+    All arrays have the flattened query shape ``(M,)``; ``j`` is the lower
+    knot index of the bin.  The knot partials are not stored: they are
+    ``-dx * a0`` and ``-dx * a1`` (``dx`` is 0 wherever the weights are not
+    the bin's barycentric ones), and zero when ``knot_grad`` is False.
     """
 
     j: Array
     dx: Array
     a0: Array
     a1: Array
-    b0: Array | None
-    b1: Array | None
+    knot_grad: bool
 
 
 @dataclass(frozen=True)
@@ -162,12 +166,7 @@ class InterpRule:
         # constant `left`/`right` (no weight on `values`).
         a1 = xp.where(inside, w, xp.astype(fwd.at_end, x.dtype))
         a0 = xp.where(inside, one_minus_w, xp.astype(fwd.below, x.dtype) if self.left is None else zero)
-        if self.knot_grad == "stop":
-            return fwd.out, Partials(j, dx, a0, a1, None, None)
-        # Each product is formed directly (no -dx - b1): a difference would
-        # cancel near w = 1 and let compiled and eager code round differently.
-        neg_dx = -dx
-        return fwd.out, Partials(j, dx, a0, a1, neg_dx * one_minus_w, neg_dx * w)
+        return fwd.out, Partials(j, dx, a0, a1, self.knot_grad != "stop")
 
 
 def _device(a: Array) -> Any:
