@@ -90,14 +90,7 @@ def _resolve_mesh_inputs(
     n = out["data_grid"].shape[0]
     wmap = arrs.get("mesh_weight_map")
     if wmap is not None:
-        if wmap.ndim != 1 or wmap.shape[0] != n:
-            raise ValueError(f"`mesh_weight_map` must have shape ({n},) like `data_grid`, got {tuple(wmap.shape)}")
-        wmap = xp_.astype(wmap, dtype, copy=False)
-        if ns.holds(xp_, wmap >= 0) is False:
-            raise ValueError("`mesh_weight_map` must be non-negative and free of NaN")
-        if ns.holds(xp_, xp_.any(wmap > 0)) is False:
-            raise ValueError("`mesh_weight_map` must not be all zero")
-        out["mesh_weight_map"] = wmap
+        out["mesh_weight_map"] = ns.check_weights(xp_, wmap, n, dtype, "mesh_weight_map")
     return xp_, out, gap
 
 

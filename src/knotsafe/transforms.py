@@ -78,10 +78,11 @@ def create_transforms(
     gradient.  Under tracing (``jax.jit``) the data checks are skipped and NaN
     points give meaningless ranks.
     """
+    weights_name = "weights"
     if mesh_weight_map is not None:
         if weights is not None:
             raise TypeError("pass `weights` or its alias `mesh_weight_map`, not both")
-        weights = mesh_weight_map
+        weights, weights_name = mesh_weight_map, "mesh_weight_map"
     xp_, arrays = ns.resolve({"points": points, "weights": weights}, xp)
     ns.check_knot_grad(knot_grad)
     gap = ns.check_min_gap(min_gap)
@@ -94,7 +95,8 @@ def create_transforms(
     if ns.holds(xp_, ~xp_.isnan(pts)) is False:
         raise ValueError("`points` contains NaN")
 
-    weights_ = None if arrays.get("weights") is None else _checked_weights(xp_, arrays["weights"], n, dtype)
+    raw = arrays.get("weights")
+    weights_ = None if raw is None else ns.check_weights(xp_, raw, n, dtype, weights_name)
     knots, rank_rows = rank_knots(xp_, pts, weights_)
 
     def apply(q: Array, name: str, inverse: bool) -> Array:
@@ -161,14 +163,3 @@ def rank_knots(xp: ModuleType, points: Array, weights: Array | None) -> tuple[Ar
         total = cum[-1]
         rank_rows.append(cum / (total + total / n))
     return knots, rank_rows
-
-
-def _checked_weights(xp: ModuleType, w: Array, n: int, dtype: Any) -> Array:
-    if w.ndim != 1 or w.shape[0] != n:
-        raise ValueError(f"`weights` must have shape ({n},), got {tuple(w.shape)}")
-    w = xp.astype(w, dtype, copy=False)
-    if ns.holds(xp, w >= 0) is False:
-        raise ValueError("`weights` must be non-negative and free of NaN")
-    if ns.holds(xp, xp.any(w > 0)) is False:
-        raise ValueError("`weights` must not all be zero")
-    return w

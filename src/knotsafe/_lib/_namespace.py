@@ -86,6 +86,18 @@ def float_dtype(xp: ModuleType, *arrays: Array) -> Any:
     raise TypeError(f"expected real floating or integer arrays, got dtype {dtype}")
 
 
+def check_weights(xp: ModuleType, w: Array, n: int, dtype: Any, name: str) -> Array:
+    """A weight vector ``name`` of shape (n,): non-negative, not all zero (checked when concrete)."""
+    if w.ndim != 1 or w.shape[0] != n:
+        raise ValueError(f"`{name}` must have shape ({n},), one weight per point, got {tuple(w.shape)}")
+    w = xp.astype(w, dtype, copy=False)
+    if holds(xp, w >= 0) is False:
+        raise ValueError(f"`{name}` must be non-negative and free of NaN")
+    if holds(xp, xp.any(w > 0)) is False:
+        raise ValueError(f"`{name}` must not all be zero")
+    return w
+
+
 def check_knot_grad(knot_grad: str) -> None:
     if knot_grad not in KNOT_GRAD_MODES:
         raise ValueError(f"`knot_grad` must be one of {KNOT_GRAD_MODES}, got {knot_grad!r}")
