@@ -6,6 +6,7 @@ from types import ModuleType
 from typing import Any, Literal
 
 from knotsafe._lib import _namespace as ns
+from knotsafe._lib import _signature as sig
 from knotsafe._lib._rule import InterpRule
 from knotsafe.backends import hooks_for
 
@@ -21,8 +22,9 @@ def interp(
     values: Array,
     /,
     *,
-    left: float | None = None,
-    right: float | None = None,
+    left: complex | None = None,
+    right: complex | None = None,
+    period: float | None = None,
     knot_grad: KnotGrad = "exact",
     min_gap: float | None = None,
     xp: ModuleType | None = None,
@@ -30,24 +32,33 @@ def interp(
     """One-dimensional linear interpolation, safe to differentiate.
 
     Forward values are those of ``numpy.interp(x, knots, values, left,
-    right)``; derivatives are finite for every finite input, also when knots
-    are duplicated or a few ulp apart.
+    right, period)``; derivatives are finite for every finite input, also when
+    knots are duplicated or a few ulp apart.
 
     Parameters
     ----------
     x : array, any shape
-        Query points.
+        Query points (real).
     knots : array, shape (N,)
-        Non-decreasing knot positions, N >= 1.  Duplicates are allowed.  On
-        concrete (not traced) arrays, NaN or decreasing knots raise
-        ValueError; under tracing they are not checked and, as with
-        ``numpy.interp``, give meaningless values.
+        Knot positions (real), N >= 1.  Non-decreasing unless ``period`` is
+        given; duplicates are allowed.  On concrete (not traced) arrays, NaN or
+        decreasing knots raise ValueError; under tracing they are not checked
+        and, as with ``numpy.interp``, give meaningless values.
     values : array, shape (N,)
-        Function values at the knots.
-    left, right : float, optional
+        Function values at the knots, real or complex.  Complex values give a
+        complex result whose real and imaginary parts are the interpolations
+        of the real and imaginary parts on the same knots.
+    left, right : number, optional
         Values for ``x < knots[0]`` and ``x > knots[-1]``; default
-        ``values[0]`` and ``values[-1]``.  Constants: no gradient flows into
-        them.
+        ``values[0]`` and ``values[-1]``.  Complex only with complex
+        ``values``.  Constants: no gradient flows into them.  Ignored when
+        ``period`` is given.
+    period : float, optional
+        Period of the knots: queries and knots are reduced modulo
+        ``abs(period)``, the knots sorted (carrying their values, in any input
+        order) and one knot wrapped onto each side, as ``numpy.interp`` does.
+        A concrete number (under ``jax.jit`` a static Python number, not a
+        traced array); 0 raises ValueError.
     knot_grad : {"exact", "stop"}
         ``"exact"`` (default) gives the exact partials with respect to the
         knots; ``"stop"`` gives zero knot gradients (the ``stop_gradient``
@@ -55,7 +66,7 @@ def interp(
     min_gap : float, optional
         A bin whose knot gap is ``<= min_gap`` is a duplicate (a step of the
         function).  Default ``8 * eps * max(abs(knots))`` with ``eps`` of the
-        computation dtype.
+        computation dtype (with ``period``, of the wrapped knots).
     xp : namespace, optional
         Array namespace to compute in (numpy, jax.numpy, torch,
         array_api_strict, ...).  Default: inferred from the arrays.  With
@@ -65,16 +76,20 @@ def interp(
     -------
     array, shape of ``x``
         Interpolated values in the common floating dtype of the inputs
-        (float32 stays float32), on the inputs' device.
+        (float32 stays float32; complex ``values`` give complex64 from float32
+        parts and complex128 from float64), on the inputs' device.
 
     Raises
     ------
     ValueError
         ``knots`` or ``values`` not 1-D, of different lengths or empty; NaN or
-        decreasing ``knots`` (concrete arrays); unknown ``knot_grad``;
-        negative ``min_gap``.
+        decreasing ``knots`` (concrete arrays; with ``period``, NaN or
+        infinite knots); unknown ``knot_grad``; negative ``min_gap``;
+        ``period`` zero or not finite.
     TypeError
-        Arrays from two libraries; non-numeric ``left``/``right``/``min_gap``.
+        Arrays from two libraries; complex ``x`` or ``knots``; complex
+        ``left``/``right`` with real ``values``; non-numeric
+        ``left``/``right``/``min_gap``/``period``.
 
     Notes
     -----
@@ -89,6 +104,13 @@ def interp(
       duplicate bins and under ``knot_grad="stop"``).
     * NaN queries give NaN values and zero gradients, except with a single
       knot, where ``numpy.interp`` (and so knotsafe) returns ``values[0]``.
+    * Complex ``values``: the rule applies to the real and imaginary parts
+      separately; each framework reports complex gradients in its own
+      convention (``jax.grad`` gives ``dL/dRe - i dL/dIm``, PyTorch
+      ``dL/dRe + i dL/dIm``, for a real loss ``L``).
+    * ``period``: the rule applies to the wrapped knots (the modulo has slope
+      1), so a knot at 0 and one at ``period``, which coincide after the
+      reduction, form a duplicate bin with zero slope.
 
     At a knot the one-sided derivative from the right is returned.  Second
     derivatives are not provided (they are zero or undefined almost
@@ -100,13 +122,26 @@ def interp(
     >>> from knotsafe import interp
     >>> interp(np.array([0.5, 1.0, 3.0]), np.array([0.0, 1.0, 1.0, 2.0]), np.array([0.0, 1.0, 2.0, 3.0]))
     array([0.5, 2. , 3. ])
+    >>> interp(np.array([0.25]), np.array([0.0, 1.0]), np.array([1 + 1j, 2 - 1j]))
+    array([1.25+0.5j])
+    >>> interp(np.array([-45.0, 315.0, 45.0]), np.array([0.0, 90.0, 180.0, 270.0]), np.arange(4.0), period=360)
+    array([1.5, 1.5, 0.5])
     """
     xp_, arrays = ns.resolve({"x": x, "knots": knots, "values": values}, xp)
     ns.check_knot_grad(knot_grad)
     gap = ns.check_min_gap(min_gap)
-    lo = ns.check_scalar("left", left)
-    hi = ns.check_scalar("right", right)
+    per = sig.check_period(period)
     x, knots, values = arrays["x"], arrays["knots"], arrays["values"]
+    sig.check_real(xp_, "x", x)
+    sig.check_real(xp_, "knots", knots)
+    is_complex = xp_.isdtype(values.dtype, "complex floating")
+    if per is not None:
+        left = right = None  # numpy.interp ignores them with a period
+    if not is_complex:
+        sig.reject_complex_scalar("left", left)
+        sig.reject_complex_scalar("right", right)
+    lo = sig.complex_scalar("left", left) if is_complex else ns.check_scalar("left", left)
+    hi = sig.complex_scalar("right", right) if is_complex else ns.check_scalar("right", right)
     if knots.ndim != 1:
         raise ValueError(f"`knots` must be 1-D, got shape {tuple(knots.shape)}")
     if values.ndim != 1:
@@ -115,11 +150,30 @@ def interp(
         raise ValueError("`knots` must not be empty")
     if values.shape[0] != knots.shape[0]:
         raise ValueError(f"`values` must have the length of `knots` ({knots.shape[0]}), got {values.shape[0]}")
-    dtype = ns.float_dtype(xp_, x, knots, values)
-    x, knots, values = (xp_.astype(a, dtype, copy=False) for a in (x, knots, values))
-    if knots.shape[0] > 1 and ns.holds(xp_, knots[1:] >= knots[:-1]) is False:
-        raise ValueError("`knots` must be non-decreasing and free of NaN")
-    return interp_checked(xp_, x, knots, values, left=lo, right=hi, knot_grad=knot_grad, min_gap=gap)
+    dtype = ns.float_dtype(xp_, x, knots, xp_.real(values) if is_complex else values)
+    vdtype = xp_.result_type(dtype, values.dtype) if is_complex else dtype
+    x, knots = (xp_.astype(a, dtype, copy=False) for a in (x, knots))
+    values = xp_.astype(values, vdtype, copy=False)
+    if per is None:
+        if knots.shape[0] > 1 and ns.holds(xp_, knots[1:] >= knots[:-1]) is False:
+            raise ValueError("`knots` must be non-decreasing and free of NaN")
+    else:
+        if ns.holds(xp_, xp_.isfinite(knots)) is False:
+            raise ValueError("`knots` must be finite (no NaN or inf) when `period` is given")
+        x, knots, values = sig.wrap_periodic(xp_, x, knots, values, per)
+
+    def kernel(v: Array, lo: float | None, hi: float | None) -> Array:
+        return interp_checked(xp_, x, knots, v, left=lo, right=hi, knot_grad=knot_grad, min_gap=gap)
+
+    if not is_complex:
+        return kernel(values, lo, hi)  # type: ignore[arg-type]
+    re = kernel(xp_.real(values), *(None if s is None else s[0] for s in (lo, hi)))  # type: ignore[index]
+    im = kernel(xp_.imag(values), *(None if s is None else s[1] for s in (lo, hi)))  # type: ignore[index]
+    if knots.shape[0] > 1:
+        # numpy's complex loop returns NaN + 0j for a NaN query (its one-knot
+        # loop copies the value, as the kernel does).
+        im = xp_.where(xp_.isnan(x), xp_.zeros_like(im), im)
+    return sig.combine(xp_, re, im, vdtype)
 
 
 def interp_checked(

@@ -1,0 +1,158 @@
+"""numpy.interp's signature above the real kernel: ``period=`` and complex values.
+
+The kernel (:func:`knotsafe.interp.interp_checked`) interpolates real values
+on non-decreasing real knots.  The rest of ``numpy.interp``'s signature is
+reduced to it here, with standard array-API operations only, so that every
+backend (and every autodiff mode) sees the same arithmetic:
+
+* ``period=p`` reduces queries and knots modulo ``p``, sorts the knots
+  (carrying their values) and wraps one knot onto each side, exactly as
+  ``numpy.interp`` does; the kernel's duplicate-knot rule then applies to the
+  wrapped knots, duplicates created by the reduction included.
+* complex ``values`` are interpolated as two real problems on the same knots
+  and recombined exactly (:func:`combine`).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from types import ModuleType
+from typing import Any
+
+Array = Any
+
+
+def check_real(xp: ModuleType, name: str, a: Array) -> None:
+    """Queries and knots are positions on the real line: complex raises TypeError."""
+    if xp.isdtype(a.dtype, "complex floating"):
+        raise TypeError(
+            f"`{name}` must be real (only `values`, `left` and `right` may be complex), got dtype {a.dtype}"
+        )
+
+
+def check_period(period: Any) -> float | None:
+    """``period`` as a positive float (numpy.interp uses ``abs(period)``), or None.
+
+    It must be a concrete number: under ``jax.jit`` pass it as a static Python
+    number, not a traced array.
+    """
+    if period is None:
+        return None
+    if _is_complex(period):
+        raise TypeError(f"`period` must be a real number or None, got {period!r}")
+    try:
+        value = float(period)
+    except Exception as exc:
+        raise TypeError(
+            f"`period` must be a real number or None (a static Python number under jit, not a traced array), "
+            f"got {period!r}"
+        ) from exc
+    if value == 0.0:
+        raise ValueError("`period` must be a non-zero value")
+    if not math.isfinite(value):
+        raise ValueError(f"`period` must be finite, got {period!r}")
+    return abs(value)
+
+
+def _is_complex(value: Any) -> bool:
+    if isinstance(value, numbers.Complex) and not isinstance(value, numbers.Real):
+        return True
+    kind = getattr(getattr(value, "dtype", None), "kind", None)
+    if kind == "c":  # NumPy arrays and scalars
+        return True
+    return "complex" in str(getattr(value, "dtype", ""))
+
+
+def complex_scalar(name: str, value: Any) -> tuple[float, float] | None:
+    """``left``/``right`` of complex ``values``: a (real, imaginary) pair or None."""
+    if value is None:
+        return None
+    try:
+        z = complex(value)
+    except Exception as exc:
+        raise TypeError(f"`{name}` must be a number or None (a constant, not a traced array), got {value!r}") from exc
+    return z.real, z.imag
+
+
+def reject_complex_scalar(name: str, value: Any) -> None:
+    """Real ``values`` take real ``left``/``right`` (numpy.interp raises TypeError too)."""
+    if value is not None and _is_complex(value):
+        raise TypeError(f"`{name}` is complex but `values` is real; pass complex `values` for a complex result")
+
+
+def wrap_periodic(xp: ModuleType, x: Array, knots: Array, values: Array, period: float) -> tuple[Array, Array, Array]:
+    """numpy.interp's periodic set-up: reduce, sort, wrap one knot on each side.
+
+    Returns ``(x % period, wrapped knots, wrapped values)`` with ``N + 2``
+    non-decreasing knots in ``[-period, 2 period]``.  Every step is
+    differentiable (``%`` has slope 1 almost everywhere; the sort is a
+    gather), so the knots' gradients reach the caller's unsorted knots.
+    The sort is stable: knots that coincide after the reduction (such as 0
+    and ``period``) keep their input order, where numpy's default sort leaves
+    the order of equal keys unspecified.
+    """
+    x = _mod(x, period)
+    reduced = _mod(knots, period)
+    order = xp.argsort(reduced, stable=True)
+    k = xp.take(reduced, order)
+    v = xp.take(values, order)
+    knots = xp.concat([k[-1:] - period, k, k[:1] + period])
+    values = xp.concat([v[-1:], v, v[:1]])
+    return x, knots, values
+
+
+def _mod(a: Array, period: float) -> Array:
+    # numpy's float remainder takes the divisor's sign (here +), like the
+    # standard's `%`; adding +0.0 turns the -0.0 some backends return for
+    # exact multiples into numpy's +0.0.
+    return (a % period) + 0.0
+
+
+def combine(xp: ModuleType, re: Array, im: Array, dtype: Any) -> Array:
+    """``re + i im`` as a complex array of ``dtype``, both parts exact.
+
+    ``re + 1j * im`` is not exact: the complex product ``im * 1j`` has real
+    part ``im * 0 - 0 * 1``, NaN for infinite ``im``, and loses signed zeros.
+    Here ``conj(re)`` is ``re - 0i`` (``-0`` is the additive identity of the
+    imaginary part) and ``im * (-0 - 1i)`` is exactly ``+0 - im i`` for every
+    finite ``im`` (``+0`` is the identity of subtraction), so the difference
+    of the two has parts ``re`` and ``im`` bit for bit, signed zeros
+    included.  Non-finite ``im`` uses constants instead of the product.
+    Differentiable in ``re`` and ``im`` (the constants carry no gradient).
+
+    On concrete arrays the parts are verified, and a library whose complex
+    arithmetic mixes the parts (PyTorch, with infinite parts) raises
+    ValueError instead of returning a wrong number.
+    """
+    dev = _device(re)
+    base = xp.conj(xp.astype(re, dtype))
+    finite = xp.isfinite(im)
+    im_safe = xp.where(finite, im, xp.zeros_like(im))
+    rotor = xp.asarray(complex(-0.0, -1.0), dtype=dtype, device=dev)
+    rotated = xp.astype(im_safe, dtype) * rotor  # +0 - im i
+    c = {s: xp.asarray(complex(0.0, s), dtype=dtype, device=dev) for s in (-math.inf, math.inf, math.nan)}
+    special = xp.where(im > 0, c[-math.inf], xp.where(im < 0, c[math.inf], c[math.nan]))
+    out = base - xp.where(finite, rotated, special)
+    # Not every library's complex arithmetic is IEEE per part: PyTorch 2.13's
+    # CPU complex addition gives (1+0j) + (-0+inf j) = nan+inf j.  Verify (on
+    # concrete arrays) rather than return such a number.
+    from knotsafe._lib._namespace import holds
+
+    if holds(xp, _same(xp, xp.real(out), re) & _same(xp, xp.imag(out), im)) is False:
+        raise ValueError(
+            "`values`: the result has an infinite or NaN part that this array library's complex arithmetic "
+            f"({xp.__name__}) cannot combine exactly with the other part; interpolate the real and imaginary "
+            "parts of `values` separately"
+        )
+    return out
+
+
+def _same(xp: ModuleType, a: Array, b: Array) -> Array:
+    return (a == b) | (xp.isnan(a) & xp.isnan(b))
+
+
+def _device(a: Array) -> Any:
+    import array_api_compat
+
+    return array_api_compat.device(a)
