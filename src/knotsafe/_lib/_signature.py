@@ -39,7 +39,7 @@ def check_period(period: Any) -> float | None:
     """
     if period is None:
         return None
-    if _is_complex(period):
+    if _is_complex(period) or isinstance(period, str | bytes):
         raise TypeError(f"`period` must be a real number or None, got {period!r}")
     try:
         value = float(period)
@@ -68,6 +68,8 @@ def complex_scalar(name: str, value: Any) -> tuple[float, float] | None:
     """``left``/``right`` of complex ``values``: a (real, imaginary) pair or None."""
     if value is None:
         return None
+    if isinstance(value, str | bytes):  # complex("1+2j") would parse it
+        raise TypeError(f"`{name}` must be a number or None, got {value!r}")
     try:
         z = complex(value)
     except Exception as exc:
