@@ -381,3 +381,14 @@ def test_torch_func_with_period_and_complex() -> None:
     vc = v.to(torch.complex128) * (1 + 2j)
     g = torch.func.grad(lambda xx: torch.imag(knotsafe.interp(xx, k, vc, period=360.0)).sum())(x)
     np.testing.assert_allclose(g.numpy(), 2 * fd, rtol=1e-6)
+
+
+def test_docs_page_examples() -> None:
+    """docs/complex-and-period.md's examples are doctests (they use NumPy and JAX)."""
+    import doctest
+    from pathlib import Path
+
+    pytest.importorskip("jax")
+    page = Path(__file__).resolve().parent.parent / "docs" / "complex-and-period.md"
+    result = doctest.testfile(str(page), module_relative=False, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted >= 10 and result.failed == 0
