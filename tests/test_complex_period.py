@@ -95,8 +95,16 @@ def test_complex_parts_exact_with_infinities(xp: ModuleType) -> None:
     v = np.array([complex(1.0, np.inf), complex(2.0, 5.0), complex(-np.inf, 1.0)])
     x = np.array([0.0, 0.5, 1.5, 2.0])
     ref = np.interp(x, k, v)
+    # Pairs of special parts (zero or infinite real part, infinite or NaN
+    # imaginary part) are exact on every backend, PyTorch included.
+    special = np.array([complex(0.0, np.inf), complex(-np.inf, np.inf), complex(-0.0, np.nan)])
+    got_s = to_numpy(knotsafe.interp(xp.asarray(k), xp.asarray(k), xp.asarray(special)))
+    np.testing.assert_array_equal(got_s.real, special.real)
+    np.testing.assert_array_equal(np.signbit(got_s.real), np.signbit(special.real))
+    np.testing.assert_array_equal(got_s.imag, special.imag)
     if backend_name(xp) == "torch":
-        # torch's complex addition mixes the parts: knotsafe refuses rather than return nan + inf j.
+        # torch's complex addition mixes the parts ((1+0j) + (-0+inf j) == nan+inf j):
+        # a finite non-zero real part beside an infinite one is refused, not returned wrong.
         with pytest.raises(ValueError, match="`values`"):
             knotsafe.interp(xp.asarray(x), xp.asarray(k), xp.asarray(v))
         return

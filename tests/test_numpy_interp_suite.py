@@ -37,17 +37,7 @@ EXPECTED_FAILURES: dict[str, tuple[str, type[BaseException]]] = {
     "test_non_finite_any_nan": (NAN_KNOTS, ValueError),
     "test_zero_dimensional_interpolation_point": (ZERO_D, AssertionError),
 }
-# PyTorch 2.13's CPU complex addition mixes the parts when one is infinite or
-# NaN ((1+0j) + (-0+inf j) == nan+inf j), so no array-API expression builds
-# re + i*im exactly there; knotsafe raises ValueError rather than return it.
-TORCH_COMPLEX = "PyTorch's complex arithmetic cannot hold an infinite/NaN imaginary part exactly: ValueError"
 BACKEND_FAILURES: dict[str, dict[str, tuple[str, type[BaseException]]]] = {
-    "torch": {
-        "test_non_finite_inf[complex-imag]": (TORCH_COMPLEX, ValueError),
-        "test_non_finite_half_inf_xf[complex-imag]": (TORCH_COMPLEX, ValueError),
-        "test_non_finite_half_inf_f[complex-imag]": (TORCH_COMPLEX, ValueError),
-        "test_non_finite_half_inf_f[complex-both]": (TORCH_COMPLEX, ValueError),
-    },
     "jax_x32": {
         # JAX without x64 computes in float32.  Rounding the knots (ulp(3)/2 =
         # 1.2e-7) and pi (8.7e-8) to float32 moves sin's interpolant at pi by up

@@ -123,9 +123,11 @@ def combine(xp: ModuleType, re: Array, im: Array, dtype: Any) -> Array:
     included.  Non-finite ``im`` uses constants instead of the product.
     Differentiable in ``re`` and ``im`` (the constants carry no gradient).
 
-    On concrete arrays the parts are verified, and a library whose complex
-    arithmetic mixes the parts (PyTorch, with infinite parts) raises
-    ValueError instead of returning a wrong number.
+    Pairs of special parts (zero or non-finite real, non-finite imaginary)
+    are selected from a table of constants.  On concrete arrays the parts
+    are verified, and a library whose complex arithmetic mixes the parts
+    (PyTorch: a finite non-zero real part beside an infinite or NaN
+    imaginary part) raises ValueError instead of returning a wrong number.
     """
     dev = _device(re)
     base = xp.conj(xp.astype(re, dtype))
@@ -137,8 +139,14 @@ def combine(xp: ModuleType, re: Array, im: Array, dtype: Any) -> Array:
     special = xp.where(im > 0, c[-math.inf], xp.where(im < 0, c[math.inf], c[math.nan]))
     out = base - xp.where(finite, rotated, special)
     # Not every library's complex arithmetic is IEEE per part: PyTorch 2.13's
-    # CPU complex addition gives (1+0j) + (-0+inf j) = nan+inf j.  Verify (on
-    # concrete arrays) rather than return such a number.
+    # CPU complex addition gives (1+0j) + (-0+inf j) = nan+inf j.  Where both
+    # parts are special (a zero or non-finite real part beside a non-finite
+    # imaginary part) the result is one of 15 constants: select it, with no
+    # arithmetic.  What remains (a finite non-zero real part beside a
+    # non-finite imaginary part) is verified on concrete arrays rather than
+    # returned wrong.
+    table_pair = ~finite & ((re == 0) | ~xp.isfinite(re))
+    out = xp.where(table_pair, _special_table(xp, re, im, dtype, dev), out)
     from knotsafe._lib._namespace import holds
 
     if holds(xp, _same(xp, xp.real(out), re) & _same(xp, xp.imag(out), im)) is False:
@@ -148,6 +156,25 @@ def combine(xp: ModuleType, re: Array, im: Array, dtype: Any) -> Array:
             "parts of `values` separately"
         )
     return out
+
+
+_RE_SPECIALS = (0.0, -0.0, math.inf, -math.inf, math.nan)
+_IM_SPECIALS = (math.inf, -math.inf, math.nan)
+
+
+def _special_table(xp: ModuleType, re: Array, im: Array, dtype: Any, dev: Any) -> Array:
+    """``complex(re, im)`` looked up in a table, for ``re`` in ``_RE_SPECIALS`` and ``im`` in ``_IM_SPECIALS``."""
+    table = xp.asarray([complex(r, i) for r in _RE_SPECIALS for i in _IM_SPECIALS], dtype=dtype, device=dev)
+
+    def code(c: Array, k: int) -> Array:
+        return xp.astype(c, xp.int32) * k
+
+    # Row of the real part (a finite non-zero re maps to row 0; callers mask it out).
+    row = code(xp.signbit(re) & (re == 0), 1) + code(re == math.inf, 2) + code(re == -math.inf, 3)
+    row = row + code(xp.isnan(re), 4)
+    col = code(im < 0, 1) + code(xp.isnan(im), 2)
+    index = xp.reshape(row * len(_IM_SPECIALS) + col, (-1,))  # take wants a 1-D index on every library
+    return xp.reshape(xp.take(table, index), re.shape)
 
 
 def _same(xp: ModuleType, a: Array, b: Array) -> Array:
