@@ -146,8 +146,10 @@ def _source_read(app: Any, docname: str, source: list[str]) -> None:
 
 
 def _include_read(app: Any, relative_path: Path, parent_docname: str, content: list[str]) -> None:
-    # The README (included by index.md) links to repository files relative to the root.
+    # The README (included by index.md) links to repository files relative to the root:
+    # the changelog has a page here, other files are shown on the source host.
     if relative_path.name == "README.md":
+        content[0] = content[0].replace("](CHANGELOG.md)", "](docs/changelog.md)")
         content[0] = re.sub(
             r"\]\((?!https?:|#|docs/)([^)\s#]+)(#[^)\s]*)?\)",
             lambda m: f"]({BLOB_URL}/{m.group(1)}{m.group(2) or ''})",
