@@ -93,6 +93,11 @@ frameworks = ("numpy", "jax", "torch", "array_api_strict", "cupy", "dask")
 present = [m for m in frameworks if importlib.util.find_spec(m) is not None]
 assert not present, f"the bare environment has {present}: the check would prove nothing"
 assert knotsafe.__version__ == importlib.metadata.version("knotsafe"), (knotsafe.__version__,)
+meta = importlib.metadata.metadata("knotsafe")
+assert meta["License-Expression"] == "MIT", meta["License-Expression"]
+dist_files = {str(f) for f in importlib.metadata.files("knotsafe")}
+assert "knotsafe/py.typed" in dist_files, "py.typed missing: type checkers would ignore the hints"
+assert any(f.endswith("licenses/LICENSE") for f in dist_files), "LICENSE missing from the wheel"
 for name in knotsafe.__all__:
     getattr(knotsafe, name)
 loaded = sorted(m for m in frameworks if m in sys.modules)
