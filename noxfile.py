@@ -77,3 +77,66 @@ def bench(session: nox.Session) -> None:
     """Side-by-side benchmarks against the peers; prints the table and writes the plot."""
     _install(session, ".[numpy,jax,torch]", "matplotlib", "torchinterp1d")
     session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+# --- Documentation and release (appended: the test sessions above are independent of these) ---
+
+DOCS_OUT = "build/docs"  # ignored (build/ in .gitignore)
+DIST_OUT = "build/dist"
+
+# Run in a fresh environment that has the wheel and its one dependency
+# (array-api-compat) and no array library at all.
+_IMPORT_CHECK = """
+import importlib.metadata, importlib.util, sys
+import knotsafe
+frameworks = ("numpy", "jax", "torch", "array_api_strict", "cupy", "dask")
+present = [m for m in frameworks if importlib.util.find_spec(m) is not None]
+assert not present, f"the bare environment has {present}: the check would prove nothing"
+assert knotsafe.__version__ == importlib.metadata.version("knotsafe"), (knotsafe.__version__,)
+meta = importlib.metadata.metadata("knotsafe")
+assert meta["License-Expression"] == "MIT", meta["License-Expression"]
+dist_files = {str(f) for f in importlib.metadata.files("knotsafe")}
+assert "knotsafe/py.typed" in dist_files, "py.typed missing: type checkers would ignore the hints"
+assert any(f.endswith("licenses/LICENSE") for f in dist_files), "LICENSE missing from the wheel"
+for name in knotsafe.__all__:
+    getattr(knotsafe, name)
+loaded = sorted(m for m in frameworks if m in sys.modules)
+assert not loaded, f"import knotsafe imported {loaded}"
+print(f"knotsafe {knotsafe.__version__} imports with no array library installed")
+"""
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site (Sphinx, numpydoc, MyST) with warnings as errors into build/docs."""
+    _install(session, ".[docs]")
+    # -E: read every page again, so a warning in an unchanged page is not hidden by the cache.
+    session.run("sphinx-build", "-W", "--keep-going", "-E", "-b", "html", "docs", DOCS_OUT, *session.posargs)
+    session.log(f"open {DOCS_OUT}/index.html")
+
+
+@nox.session
+def build(session: nox.Session) -> None:
+    """Build the sdist and wheel, check their metadata, import the wheel with no framework installed."""
+    import glob
+    import shutil
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    session.install("build", "twine")
+    shutil.rmtree(DIST_OUT, ignore_errors=True)
+    session.run("python", "-m", "build", "--outdir", DIST_OUT)
+    dists = sorted(glob.glob(f"{DIST_OUT}/*"))
+    wheels = [d for d in dists if d.endswith(".whl")]
+    if len(dists) != 2 or len(wheels) != 1:
+        session.error(f"expected one sdist and one wheel in {DIST_OUT}, got {dists}")
+    session.run("twine", "check", "--strict", *dists)
+    with tempfile.TemporaryDirectory() as tmp:
+        bare = Path(tmp) / "bare"
+        session.run("python", "-m", "venv", str(bare))
+        python = str(bare / ("Scripts" if sys.platform == "win32" else "bin") / "python")
+        session.run(python, "-m", "pip", "install", "--quiet", wheels[0], external=True)
+        # Run from the temporary folder, so the import finds the installed wheel, not ./src.
+        with session.chdir(tmp):
+            session.run(python, "-c", _IMPORT_CHECK, external=True)

@@ -191,7 +191,9 @@ def _cell_text(cell: Cell | None, footnotes: list[str]) -> str:
     else:
         body = f"{_fmt_num(cell.worst)} {cell.unit}".rstrip()
     extra = ""
-    side = [*cell.partial, *(n for n in cell.na if status == "pass" and "measured by" not in n)]
+    # One status per cell: sub-checks skipped inside a passing cell (float64 on
+    # jax x32) are listed once under "Backends:", not as a second "n/a" here.
+    side = cell.partial
     if side:
         extra = f" ({'; '.join(dict.fromkeys(side))})"
     text = f"{icon} {body}{extra}"
@@ -199,6 +201,18 @@ def _cell_text(cell: Cell | None, footnotes: list[str]) -> str:
         why = "; ".join(cell.notes) if cell.notes else f"worst {_fmt_num(cell.worst or 0)} {cell.unit} > {cell.tol}"
         text += mark(f"**{cell.backend} / {PROP_BY_KEY[cell.prop].title}**: {why}")
     return text
+
+
+def _skipped_in_passing(rec: Recorder, backend: str) -> list[str]:
+    """Why sub-checks of ``backend``'s passing cells were skipped, each reason once."""
+    reasons = (
+        n.removeprefix("n/a: ")
+        for (b, _), cell in rec.cells.items()
+        if b == backend and cell.status == "pass"
+        for n in cell.na
+        if "measured by" not in n
+    )
+    return list(dict.fromkeys(reasons))
 
 
 def render(rec: Recorder, backends: list[str], header: str = "") -> tuple[str, bool]:
@@ -226,7 +240,14 @@ def render(rec: Recorder, backends: list[str], header: str = "") -> tuple[str, b
         "(for partials: eps times the largest partial of the same output); rel: relative error; "
         "ulp: units in the last place."
     )
-    notes = [f"- {b}: {rec.backend_notes[b]}" for b in backends if rec.backend_notes.get(b)]
+    notes = []
+    for b in backends:
+        note = [rec.backend_notes[b]] if rec.backend_notes.get(b) else []
+        skipped = _skipped_in_passing(rec, b)
+        if skipped:
+            note.append("not run inside its ✅ cells: " + "; ".join(skipped))
+        if note:
+            notes.append(f"- {b}: {'; '.join(note)}")
     if notes:
         lines += ["", "Backends:", "", *notes]
     if footnotes:
