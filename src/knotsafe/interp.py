@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any, Literal
 
+from knotsafe._lib import _checks, _dtypes
 from knotsafe._lib import _namespace as ns
 from knotsafe._lib._rule import InterpRule
 from knotsafe.backends import hooks_for
@@ -115,11 +116,13 @@ def interp(
         raise ValueError("`knots` must not be empty")
     if values.shape[0] != knots.shape[0]:
         raise ValueError(f"`values` must have the length of `knots` ({knots.shape[0]}), got {values.shape[0]}")
-    dtype = ns.float_dtype(xp_, x, knots, values)
-    x, knots, values = (xp_.astype(a, dtype, copy=False) for a in (x, knots, values))
-    if knots.shape[0] > 1 and ns.holds(xp_, knots[1:] >= knots[:-1]) is False:
+    dtype = _dtypes.result_dtype(xp_, {"x": x, "knots": knots, "values": values})
+    comp = _dtypes.compute_dtype(xp_, dtype)  # float32 for float16/bfloat16
+    x, knots, values = (xp_.astype(a, comp, copy=False) for a in (x, knots, values))
+    if knots.shape[0] > 1 and _checks.fails(xp_, knots[1:] >= knots[:-1]):
         raise ValueError("`knots` must be non-decreasing and free of NaN")
-    return interp_checked(xp_, x, knots, values, left=lo, right=hi, knot_grad=knot_grad, min_gap=gap)
+    out = interp_checked(xp_, x, knots, values, left=lo, right=hi, knot_grad=knot_grad, min_gap=gap)
+    return xp_.astype(out, dtype, copy=False)
 
 
 def interp_checked(
