@@ -32,7 +32,7 @@ def _tie_spread_ranks(sorted_col: np.ndarray, w: np.ndarray) -> np.ndarray:
     """The documented weighted tie rule, written run by run: a run of m tied points
     with total weight W after cumulative weight C gets C + W * i / m, i = 1..m."""
     n = sorted_col.size
-    values, counts = np.unique(sorted_col, return_counts=True)
+    _, counts = np.unique(sorted_col, return_counts=True)
     run_w = np.add.reduceat(w, np.concatenate([[0], np.cumsum(counts)[:-1]]))
     cum = np.empty(n)
     c, pos = 0.0, 0

@@ -86,6 +86,7 @@ class _MeshInputs:
     dtype: Any
     knot_grad: str
     min_gap: float | None
+    bad: Array | None = None  # unread verdict of the data checks (under tracing)
 
 
 def _mesh_inputs(
@@ -118,17 +119,17 @@ def _mesh_inputs(
     data = xp_.astype(grids["data_grid"], comp, copy=False)
     spread = xp_.max(data, axis=0) - xp_.min(data, axis=0)
     zero_spread = (xp_.min(spread) > 0, "`data_grid` must have a non-zero spread along both axes")
-    _checks.check_finite_points(xp_, "data_grid", data, [(~zero_spread[0], zero_spread[1])])
+    verdicts = [_checks.check_finite_points(xp_, "data_grid", data, [(~zero_spread[0], zero_spread[1])])]
     over = grids.get("data_grid_over_sampled")
     if over is not None:
         over = xp_.astype(over, comp, copy=False)
-        _checks.check_finite_points(xp_, "data_grid_over_sampled", over)
+        verdicts.append(_checks.check_finite_points(xp_, "data_grid_over_sampled", over))
     weights = arrs.get("mesh_weight_map")
     if weights is not None:
         _dtypes.result_dtype(xp_, {"mesh_weight_map": weights})
         weights = xp_.astype(weights, comp, copy=False)
-        _checks.check_weights(xp_, "mesh_weight_map", weights, data.shape[0])
-    return _MeshInputs(xp_, n, data, over, weights, dtype, knot_grad, gap)
+        verdicts.append(_checks.check_weights(xp_, "mesh_weight_map", weights, data.shape[0]))
+    return _MeshInputs(xp_, n, data, over, weights, dtype, knot_grad, gap, _checks.any_bad(verdicts))
 
 
 # --------------------------------------------------------------------------
@@ -289,12 +290,16 @@ def mappings_weights(
 def _mappings_weights_checked(inputs: _MeshInputs, transform_of: TransformOf | None = None) -> tuple[Array, Array]:
     """:func:`mappings_weights` on validated inputs, optionally through another rank transform."""
     indices, weights = _bilinear(inputs.xp, inputs.n, _index_coordinates(inputs, transform_of))
+    weights = _checks.poison(inputs.xp, inputs.bad, weights)
     return indices, inputs.xp.astype(weights, inputs.dtype, copy=False)
 
 
 def _bilinear(xp: ModuleType, n: int, index: Array) -> tuple[Array, Array]:
     """Corners and weights of index-space points ``index`` (K, 2) on an n x n mesh."""
     frozen = hooks_for(xp).stop_gradient(index)
+    # NaN coordinates (NaN queries, or unchecked bad data under tracing) get
+    # in-range corners and NaN weights, never out-of-range indices.
+    frozen = xp.where(xp.isnan(frozen), xp.ones_like(frozen), frozen)
     down = xp.clip(xp.floor(frozen), 0.0, float(n - 2))
     t = index - down
     ty, tx = t[:, 0], t[:, 1]
@@ -576,7 +581,7 @@ def pixel_centres(
     """
     inputs = _mesh_inputs(source_grid_size, data_grid, None, mesh_weight_map, xp, knot_grad, min_gap)
     xp_, n = inputs.xp, inputs.n
-    nodes = _inverse_full(inputs)(_unit_lines(xp_, n, inputs.data, n, 0.0))
+    nodes = _checks.poison(xp_, inputs.bad, _inverse_full(inputs)(_unit_lines(xp_, n, inputs.data, n, 0.0)))
     ys = xp_.broadcast_to(nodes[:, 0:1], (n, n))
     xs = xp_.broadcast_to(nodes[None, :, 1], (n, n))
     return xp_.astype(xp_.reshape(xp_.stack([ys, xs], axis=2), (n * n, 2)), inputs.dtype, copy=False)
@@ -618,7 +623,7 @@ def pixel_areas(
     """
     inputs = _mesh_inputs(source_grid_size, data_grid, None, mesh_weight_map, xp, knot_grad, min_gap)
     xp_, n = inputs.xp, inputs.n
-    edges = _inverse_full(inputs)(_unit_lines(xp_, n, inputs.data, n + 1, 0.5))
+    edges = _checks.poison(xp_, inputs.bad, _inverse_full(inputs)(_unit_lines(xp_, n, inputs.data, n + 1, 0.5)))
     heights = edges[:-1, 0] - edges[1:, 0]
     widths = edges[1:, 1] - edges[:-1, 1]
     return xp_.astype(xp_.reshape(heights[:, None] * widths[None, :], (n * n,)), inputs.dtype, copy=False)

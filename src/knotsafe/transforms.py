@@ -95,12 +95,14 @@ def create_transforms(
     dtype = _dtypes.result_dtype(xp_, {"points": pts})
     comp = _dtypes.compute_dtype(xp_, dtype)
     pts = xp_.astype(pts, comp, copy=False)
-    _checks.check_finite_points(xp_, "points", pts)
+    verdicts = [_checks.check_finite_points(xp_, "points", pts)]
     w = arrays.get(weights_name)
     if w is not None:
         _dtypes.result_dtype(xp_, {weights_name: w})
         w = xp_.astype(w, comp, copy=False)
-        _checks.check_weights(xp_, weights_name, w, n)
+        verdicts.append(_checks.check_weights(xp_, weights_name, w, n))
+    # Traced data cannot be checked: bad points or weights make every output NaN.
+    bad = _checks.any_bad(verdicts)
     ranks = rank_transform(xp_, pts, w, knot_grad=knot_grad, min_gap=gap)
 
     def queries(q: Array, name: str) -> tuple[Array, Any]:
@@ -116,12 +118,12 @@ def create_transforms(
     def transform(q: Array) -> Array:
         """Rank-space coordinates of queries ``q`` of shape (K, D), in [0, 1]."""
         q, out = queries(q, "q")
-        return xp_.astype(ranks.forward(q), out, copy=False)
+        return xp_.astype(_checks.poison(xp_, bad, ranks.forward(q)), out, copy=False)
 
     def inv_transform(u: Array) -> Array:
         """Points of rank-space coordinates ``u`` of shape (K, D)."""
         u, out = queries(u, "u")
-        return xp_.astype(ranks.inverse(u), out, copy=False)
+        return xp_.astype(_checks.poison(xp_, bad, ranks.inverse(u)), out, copy=False)
 
     return transform, inv_transform
 
