@@ -467,7 +467,10 @@ def test_mesh_is_scale_invariant(xp: ModuleType, exponent: int, mantissa: float)
 
 
 def test_mesh_index_range(xp: ModuleType) -> None:
-    data, over = _small_grid(xp, _float(xp))
+    data_np, _ = _small_grid(None, _float(xp))
+    # Beyond the corner (smallest y, largest x): u = (0, 1), the largest flat index n * n - 1.
+    corner = np.array([[data_np[:, 0].min() - 1, data_np[:, 1].max() + 1]])
+    data, over = asarray(xp, data_np, _float(xp)), asarray(xp, corner, _float(xp))
     n = 46_341  # n * n - 1 > 2**31 - 1
     int_max = int(np.iinfo(np.int32).max)
     info = knotsafe._lib._namespace.array_namespace(data).__array_namespace_info__()
@@ -477,7 +480,7 @@ def test_mesh_index_range(xp: ModuleType) -> None:
     else:
         idx, _ = rectangular.mappings_weights(n, data, over)
         top = int(to_numpy(idx).max())
-        assert int_max < top < n * n
+        assert top == n * n - 1 > int_max
 
 
 # ---------------------------------------------------------------------------
