@@ -66,7 +66,9 @@ def interp(
     -------
     array, shape of ``x``
         Interpolated values in the common floating dtype of the inputs
-        (float32 stays float32), on the inputs' device.
+        (float32 stays float32), on the inputs' device.  float16 and
+        bfloat16 are computed in float32 (slopes, threshold) and rounded
+        back once.
 
     Raises
     ------

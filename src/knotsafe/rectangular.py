@@ -205,7 +205,10 @@ def mappings_weights(
     against the array API.
 
     1. Normalise: ``mu`` = per-axis mean of ``data_grid``, ``scale`` = the
-       smaller of the two per-axis population standard deviations.
+       smaller of the two per-axis population standard deviations (computed
+       on the data divided by a power of two near ``max|data_grid|``, so
+       data of any scale from 1e-300 to 1e300 gives the same mesh to
+       rounding).
     2. Build the rank transforms of the normalised ``data_grid`` (weighted by
        ``mesh_weight_map`` if given) with :func:`knotsafe.create_transforms`.
     3. Transform the normalised over-sampled grid to ``u`` in ``[0, 1]^2`` and
@@ -259,17 +262,22 @@ def mappings_weights(
     indices : array, shape (K, 4), the backend's default integer dtype
         Flat mesh-pixel indices of the corners TL, TR, BL, BR.
     weights : array, shape (K, 4), floating dtype of the grids
-        Bilinear weights in ``[0, 1]``, summing to 1 per row.
+        Bilinear weights in ``[0, 1]``, summing to 1 per row (float16 and
+        bfloat16 grids are computed in float32 and cast back).
 
     Raises
     ------
     ValueError
         Grids not of shape (N, 2) / (K, 2) or not finite; ``data_grid`` with
-        zero spread; ``mesh_weight_map`` of the wrong shape, negative or all
-        zero; ``source_grid_size < 3``; bad ``knot_grad``/``min_gap``.
-        (Data checks run on concrete arrays only.)
+        zero spread; ``mesh_weight_map`` of the wrong shape, negative, NaN,
+        inf or all zero; ``source_grid_size < 3``, or ``n * n`` beyond the
+        default integer dtype (int32 on JAX without x64: ``n >= 46341``);
+        bad ``knot_grad``/``min_gap``.  Data checks run on concrete arrays
+        only, read each input once, and name the count and first bad row;
+        under tracing bad data gives NaN weights (with in-range indices).
     TypeError
-        Non-integer ``source_grid_size``; arrays from two libraries.
+        Non-integer ``source_grid_size``; arrays from two libraries;
+        complex grids or weights (the message names the argument).
 
     Notes
     -----

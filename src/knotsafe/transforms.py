@@ -39,11 +39,17 @@ def create_transforms(
     Parameters
     ----------
     points : array, shape (N, D)
-        N >= 1 points in D >= 1 dimensions, free of NaN.
+        N >= 1 points in D >= 1 dimensions, finite, real.
     weights : array, shape (N,), optional
-        Non-negative weights, not all zero.  The ranks become the cumulative
-        weights in each column's sort order, scaled so that ``t[-1] = N / (N
-        + 1)``; uniform weights give exactly the unweighted ``t``.
+        Finite non-negative weights, not all zero.  The ranks become the
+        cumulative weights in each column's sort order, scaled so that
+        ``t[-1] = N / (N + 1)``, with the total weight of a run of tied
+        points spread evenly over its positions: uniform weights give
+        exactly the unweighted ``t``, and the ranks depend only on the
+        multiset of (point, weight) pairs, bitwise, whatever the input
+        order.  (PyAutoArray instead gives every point of a tie run the
+        run's final cumulative weight; the two agree on the ties themselves
+        and differ for queries between a run and the one before it.)
     xp : namespace, optional
         Array namespace (numpy, jax.numpy, torch, array_api_strict, ...);
         default inferred from ``points``.
@@ -56,7 +62,9 @@ def create_transforms(
     -------
     transform : callable
         ``(K, D) -> (K, D)`` array in ``[0, 1]``: 0 below a column's smallest
-        point, 1 above its largest.
+        point, 1 above its largest.  Results are in the floating dtype of the
+        queries and points (float16/bfloat16 are computed in float32 and
+        cast back once).
     inv_transform : callable
         ``(K, D) -> (K, D)``, clamped to each column's range like
         ``numpy.interp``.
@@ -64,12 +72,14 @@ def create_transforms(
     Raises
     ------
     ValueError
-        ``points`` not 2-D or empty, or containing NaN (checked on concrete
-        arrays); ``weights`` of the wrong shape, negative, NaN or all zero
-        (concrete arrays); queries of the wrong shape.
+        ``points`` not 2-D or empty, or containing NaN or inf; ``weights``
+        of the wrong shape, negative, NaN, inf or all zero; queries of the
+        wrong shape.  The data checks run on concrete arrays, read each
+        input once, and say how many rows are bad and the first.
     TypeError
         Both ``weights`` and ``mesh_weight_map`` given; arrays from two
-        libraries.
+        libraries; complex ``points``, weights or queries (the message names
+        the argument).
 
     Notes
     -----
@@ -77,8 +87,10 @@ def create_transforms(
     knot partials of :func:`knotsafe.interp`, to ``weights`` through the
     ranks, and to the queries through the bin slopes; all are finite on
     duplicate-laden point sets.  NaN queries give NaN outputs with zero
-    gradient.  Under tracing (``jax.jit``) the data checks are skipped and NaN
-    points give meaningless ranks.
+    gradient.  Under tracing (``jax.jit``) the data cannot be read, so it is
+    not checked: non-finite points or non-finite/negative weights then make
+    every output NaN rather than a plausible number.  All-zero weights under
+    tracing give NaN ranks.
     """
     weights_name = "weights"
     if mesh_weight_map is not None:
