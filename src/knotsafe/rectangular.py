@@ -31,8 +31,7 @@ from typing import Any
 
 import array_api_compat as compat
 
-from knotsafe._lib import _checks, _dtypes
-from knotsafe._lib import _namespace as ns
+from knotsafe._lib import _checks, _dtypes, _namespace
 from knotsafe.backends import hooks_for
 from knotsafe.interp import KnotGrad
 from knotsafe.transforms import Transform, rank_transform
@@ -105,9 +104,9 @@ def _mesh_inputs(
     """
     n = _grid_size(source_grid_size)
     arrays = {"data_grid": data_grid, "data_grid_over_sampled": data_grid_over_sampled}
-    xp_, arrs = ns.resolve({**arrays, "mesh_weight_map": mesh_weight_map}, xp)
-    ns.check_knot_grad(knot_grad)
-    gap = ns.check_min_gap(min_gap)
+    xp_, arrs = _namespace.resolve({**arrays, "mesh_weight_map": mesh_weight_map}, xp)
+    _namespace.check_knot_grad(knot_grad)
+    gap = _namespace.check_min_gap(min_gap)
     grids = {k: arrs[k] for k in arrays if k in arrs}
     for name, a in grids.items():
         if a.ndim != 2 or a.shape[1] != 2 or a.shape[0] == 0:
@@ -404,7 +403,7 @@ def mapping_matrix(
     count(r)``.  ``indices`` carry no gradient.
     """
     n_pix = _positive_int("n_pixels", n_pixels)
-    xp_, arrs = ns.resolve({"indices": indices, "weights": weights, "sub_to_data": sub_to_data}, xp)
+    xp_, arrs = _namespace.resolve({"indices": indices, "weights": weights, "sub_to_data": sub_to_data}, xp)
     idx, w = _checked_pairs(xp_, arrs["indices"], arrs["weights"], n_pix)
     hooks = hooks_for(xp_)
     k = idx.shape[0]
@@ -490,7 +489,7 @@ def curvature_matrix(
     memory is ``O(K C^2 + n_pixels^2)``.
     """
     n_pix = _positive_int("n_pixels", n_pixels)
-    xp_, arrs = ns.resolve({"indices": indices, "weights": weights, "noise_weights": noise_weights}, xp)
+    xp_, arrs = _namespace.resolve({"indices": indices, "weights": weights, "noise_weights": noise_weights}, xp)
     idx, w = _checked_pairs(xp_, arrs["indices"], arrs["weights"], n_pix)
     k = idx.shape[0]
     prod = w[:, :, None] * w[:, None, :]

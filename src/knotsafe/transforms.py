@@ -9,8 +9,7 @@ from typing import Any
 
 import array_api_compat as compat
 
-from knotsafe._lib import _checks, _dtypes
-from knotsafe._lib import _namespace as ns
+from knotsafe._lib import _checks, _dtypes, _namespace
 from knotsafe.interp import KnotGrad, interp_checked
 
 __all__ = ["create_transforms"]
@@ -97,9 +96,9 @@ def create_transforms(
         if weights is not None:
             raise TypeError("pass `weights` or its alias `mesh_weight_map`, not both")
         weights, weights_name = mesh_weight_map, "mesh_weight_map"
-    xp_, arrays = ns.resolve({"points": points, weights_name: weights}, xp)
-    ns.check_knot_grad(knot_grad)
-    gap = ns.check_min_gap(min_gap)
+    xp_, arrays = _namespace.resolve({"points": points, weights_name: weights}, xp)
+    _namespace.check_knot_grad(knot_grad)
+    gap = _namespace.check_min_gap(min_gap)
     pts = arrays["points"]
     if pts.ndim != 2 or pts.shape[0] == 0 or pts.shape[1] == 0:
         raise ValueError(f"`points` must have shape (N, D) with N, D >= 1, got {tuple(pts.shape)}")
@@ -118,7 +117,7 @@ def create_transforms(
     ranks = rank_transform(xp_, pts, w, knot_grad=knot_grad, min_gap=gap)
 
     def queries(q: Array, name: str) -> tuple[Array, Any]:
-        _, arr = ns.resolve({name: q}, xp_)
+        _, arr = _namespace.resolve({name: q}, xp_)
         q = arr[name]
         if q.ndim != 2 or q.shape[1] != dim:
             raise ValueError(f"`{name}` must have shape (K, {dim}), got {tuple(q.shape)}")
