@@ -37,7 +37,7 @@ os.environ.setdefault("JAX_ENABLE_X64", "1")
 import numpy as np
 
 from knotsafe import rectangular
-from knotsafe.testing import circular_mask_grid, jitter_interp, plain_interp, trace_sis
+from knotsafe.testing import circular_mask_grid, jitter_interp, peer_mappings_weights, plain_interp, trace_sis
 
 RADIUS, PIXEL_SCALE, SUB = 3.5, 0.05, 4
 THETA_TRUE, THETA = 1.6, 1.58
@@ -100,7 +100,10 @@ class Problem:
         xp = self.xp
         grid = trace_sis(self.img_d, theta, xp=xp)
         over = trace_sis(self.img_o, theta, xp=xp)
-        idx, w = rectangular._mappings_weights(N_MESH, grid, over, xp=xp, _interp=interp)
+        if interp is None:
+            idx, w = rectangular.mappings_weights(N_MESH, grid, over, xp=xp)
+        else:
+            idx, w = peer_mappings_weights(N_MESH, grid, over, xp=xp, interp=interp)
         m = rectangular.mapping_matrix(idx, w, N_MESH * N_MESH, sub_to_data=self.sub_to_data, n_data=self.n_data, xp=xp)
         mw = m / NOISE
         curvature = mw.T @ mw

@@ -12,7 +12,14 @@ import numpy as np
 import pytest
 
 from knotsafe import rectangular
-from knotsafe.testing import circular_mask_grid, jitter_interp, lens_grid, plain_interp, trace_sis
+from knotsafe.testing import (
+    circular_mask_grid,
+    jitter_interp,
+    lens_grid,
+    peer_mappings_weights,
+    plain_interp,
+    trace_sis,
+)
 from tests import _support
 
 N_MESH = 10
@@ -96,7 +103,10 @@ def _objective(
         img_d, img_o = img_d.astype(dtype), img_o.astype(dtype)
     data = trace_sis(xp.asarray(img_d), theta, rotation=rotation, xp=xp)
     over = trace_sis(xp.asarray(img_o), theta, rotation=rotation, xp=xp)
-    idx, w = rectangular._mappings_weights(N_MESH, data, over, xp=xp, knot_grad=knot_grad, _interp=interp)  # type: ignore[arg-type]
+    if interp is None:
+        idx, w = rectangular.mappings_weights(N_MESH, data, over, xp=xp, knot_grad=knot_grad)  # type: ignore[arg-type]
+    else:
+        idx, w = peer_mappings_weights(N_MESH, data, over, xp=xp, interp=interp)
     m = rectangular.mapping_matrix(idx, w, N_MESH * N_MESH, xp=xp)
     s = np.random.default_rng(7).normal(size=N_MESH * N_MESH).astype(img_d.dtype)
     return xp.sum((m @ xp.asarray(s)) ** 2)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any, Literal
 
-from knotsafe._lib import _namespace as ns
+from knotsafe._lib import _checks, _dtypes, _namespace
 from knotsafe._lib import _signature as sig
 from knotsafe._lib._rule import InterpRule
 from knotsafe.backends import hooks_for
@@ -77,7 +77,9 @@ def interp(
     array, shape of ``x``
         Interpolated values in the common floating dtype of the inputs
         (float32 stays float32; complex ``values`` give complex64 from float32
-        parts and complex128 from float64), on the inputs' device.
+        parts and complex128 from float64), on the inputs' device.  float16
+        and bfloat16 are computed in float32 (slopes, threshold) and rounded
+        back once.
 
     Raises
     ------
@@ -127,9 +129,9 @@ def interp(
     >>> interp(np.array([-45.0, 315.0, 45.0]), np.array([0.0, 90.0, 180.0, 270.0]), np.arange(4.0), period=360)
     array([1.5, 1.5, 0.5])
     """
-    xp_, arrays = ns.resolve({"x": x, "knots": knots, "values": values}, xp)
-    ns.check_knot_grad(knot_grad)
-    gap = ns.check_min_gap(min_gap)
+    xp_, arrays = _namespace.resolve({"x": x, "knots": knots, "values": values}, xp)
+    _namespace.check_knot_grad(knot_grad)
+    gap = _namespace.check_min_gap(min_gap)
     per = sig.check_period(period)
     x, knots, values = arrays["x"], arrays["knots"], arrays["values"]
     sig.check_real(xp_, "x", x)
@@ -140,8 +142,8 @@ def interp(
     if not is_complex:
         sig.reject_complex_scalar("left", left)
         sig.reject_complex_scalar("right", right)
-    lo = sig.complex_scalar("left", left) if is_complex else ns.check_scalar("left", left)
-    hi = sig.complex_scalar("right", right) if is_complex else ns.check_scalar("right", right)
+    lo = sig.complex_scalar("left", left) if is_complex else _namespace.check_scalar("left", left)
+    hi = sig.complex_scalar("right", right) if is_complex else _namespace.check_scalar("right", right)
     if knots.ndim != 1:
         raise ValueError(f"`knots` must be 1-D, got shape {tuple(knots.shape)}")
     if values.ndim != 1:
@@ -150,15 +152,17 @@ def interp(
         raise ValueError("`knots` must not be empty")
     if values.shape[0] != knots.shape[0]:
         raise ValueError(f"`values` must have the length of `knots` ({knots.shape[0]}), got {values.shape[0]}")
-    dtype = ns.float_dtype(xp_, x, knots, xp_.real(values) if is_complex else values)
-    vdtype = xp_.result_type(dtype, values.dtype) if is_complex else dtype
-    x, knots = (xp_.astype(a, dtype, copy=False) for a in (x, knots))
+    real_values = xp_.real(values) if is_complex else values
+    dtype = _dtypes.result_dtype(xp_, {"x": x, "knots": knots, "values": real_values})
+    comp = _dtypes.compute_dtype(xp_, dtype)  # float32 for float16/bfloat16
+    vdtype = xp_.result_type(dtype, values.dtype) if is_complex else comp
+    x, knots = (xp_.astype(a, comp, copy=False) for a in (x, knots))
     values = xp_.astype(values, vdtype, copy=False)
     if per is None:
-        if knots.shape[0] > 1 and ns.holds(xp_, knots[1:] >= knots[:-1]) is False:
+        if knots.shape[0] > 1 and _checks.fails(xp_, knots[1:] >= knots[:-1]):
             raise ValueError("`knots` must be non-decreasing and free of NaN")
     else:
-        if ns.holds(xp_, xp_.isfinite(knots)) is False:
+        if _checks.fails(xp_, xp_.isfinite(knots)):
             raise ValueError("`knots` must be finite (no NaN or inf) when `period` is given")
         x, knots, values = sig.wrap_periodic(xp_, x, knots, values, per)
 
@@ -166,7 +170,7 @@ def interp(
         return interp_checked(xp_, x, knots, v, left=lo, right=hi, knot_grad=knot_grad, min_gap=gap)
 
     if not is_complex:
-        return kernel(values, lo, hi)  # type: ignore[arg-type]
+        return xp_.astype(kernel(values, lo, hi), dtype, copy=False)  # type: ignore[arg-type]
     re = kernel(xp_.real(values), *(None if s is None else s[0] for s in (lo, hi)))  # type: ignore[index]
     im = kernel(xp_.imag(values), *(None if s is None else s[1] for s in (lo, hi)))  # type: ignore[index]
     if knots.shape[0] > 1:

@@ -25,22 +25,23 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
 import array_api_compat as compat
 
-from knotsafe._lib import _namespace as ns
+from knotsafe._lib import _checks, _dtypes, _namespace
 from knotsafe.backends import hooks_for
 from knotsafe.interp import KnotGrad
-from knotsafe.transforms import Transform, create_transforms, rank_knots
+from knotsafe.transforms import Transform, rank_transform
 
 __all__ = ["curvature_matrix", "mapping_matrix", "mappings_weights", "pixel_areas", "pixel_centres"]
 
 Array = Any
-#: A peer interpolation ``(x, knots, values, *, xp) -> array`` for the private
-#: comparison path (see :func:`_mappings_weights`).
-PeerInterp = Callable[..., Array]
+#: Builds the forward rank transform of normalised points ``(points (N, 2),
+#: weights (N,) or None) -> transform``; see :func:`_index_coordinates`.
+TransformOf = Callable[[Array, Any], Transform]
 
 
 # --------------------------------------------------------------------------
@@ -68,35 +69,66 @@ def _positive_int(name: str, value: Any) -> int:
     return _integer(name, value, 1)
 
 
-def _points(xp: ModuleType, name: str, a: Array, dtype: Any) -> Array:
-    if a.ndim != 2 or a.shape[1] != 2 or a.shape[0] == 0:
-        raise ValueError(f"`{name}` must have shape (N, 2) with N >= 1, got {tuple(a.shape)}")
-    a = xp.astype(a, dtype, copy=False)
-    if ns.holds(xp, xp.isfinite(a)) is False:
-        raise ValueError(f"`{name}` must be finite (no NaN or inf)")
-    return a
+@dataclass(frozen=True)
+class _MeshInputs:
+    """Validated mesh arguments: arrays of one namespace in the computation dtype.
+
+    ``dtype`` is the dtype results are returned in (float16/bfloat16 grids are
+    computed in float32, see :mod:`knotsafe._lib._dtypes`).
+    """
+
+    xp: ModuleType
+    n: int
+    data: Array
+    over: Array | None
+    weights: Array | None
+    dtype: Any
+    knot_grad: str
+    min_gap: float | None
+    bad: Array | None = None  # unread verdict of the data checks (under tracing)
 
 
-def _resolve_mesh_inputs(
-    arrays: dict[str, Array | None], xp: ModuleType | None, knot_grad: str, min_gap: float | None
-) -> tuple[ModuleType, dict[str, Array], float | None]:
-    """Namespace, checked (N, 2)/(K, 2) float grids and checked (N,) weight map."""
-    xp_, arrs = ns.resolve(arrays, xp)
-    ns.check_knot_grad(knot_grad)
-    gap = ns.check_min_gap(min_gap)
-    grids = [k for k in ("data_grid", "data_grid_over_sampled") if k in arrs]
-    dtype = ns.float_dtype(xp_, *(arrs[k] for k in grids))
-    out: dict[str, Array] = {k: _points(xp_, k, arrs[k], dtype) for k in grids}
-    n = out["data_grid"].shape[0]
-    wmap = arrs.get("mesh_weight_map")
-    if wmap is not None:
-        out["mesh_weight_map"] = ns.check_weights(xp_, wmap, n, dtype, "mesh_weight_map")
-    return xp_, out, gap
+def _mesh_inputs(
+    source_grid_size: Any,
+    data_grid: Array,
+    data_grid_over_sampled: Array | None,
+    mesh_weight_map: Array | None,
+    xp: ModuleType | None,
+    knot_grad: str,
+    min_gap: float | None,
+) -> _MeshInputs:
+    """Validate the arguments of the mesh functions (reads each array at most once).
 
-
-def _default_int(xp: ModuleType, like: Array) -> Any:
-    info = xp.__array_namespace_info__()
-    return info.default_dtypes(device=compat.device(like))["integral"]
+    Raises the errors documented in :func:`mappings_weights`; the data checks
+    (finite grids, spread, weights) run on concrete arrays only.
+    """
+    n = _grid_size(source_grid_size)
+    arrays = {"data_grid": data_grid, "data_grid_over_sampled": data_grid_over_sampled}
+    xp_, arrs = _namespace.resolve({**arrays, "mesh_weight_map": mesh_weight_map}, xp)
+    _namespace.check_knot_grad(knot_grad)
+    gap = _namespace.check_min_gap(min_gap)
+    grids = {k: arrs[k] for k in arrays if k in arrs}
+    for name, a in grids.items():
+        if a.ndim != 2 or a.shape[1] != 2 or a.shape[0] == 0:
+            raise ValueError(f"`{name}` must have shape (N, 2) with N >= 1, got {tuple(a.shape)}")
+    dtype = _dtypes.result_dtype(xp_, grids)
+    comp = _dtypes.compute_dtype(xp_, dtype)
+    # The flat indices (n - i_y) * n + i_x reach n * n - 1.
+    _dtypes.check_index_range(xp_, _dtypes.default_int(xp_, grids["data_grid"]), n * n, f"a {n} x {n} mesh")
+    data = xp_.astype(grids["data_grid"], comp, copy=False)
+    spread = xp_.max(data, axis=0) - xp_.min(data, axis=0)
+    zero_spread = (xp_.min(spread) > 0, "`data_grid` must have a non-zero spread along both axes")
+    verdicts = [_checks.check_finite_points(xp_, "data_grid", data, [(~zero_spread[0], zero_spread[1])])]
+    over = grids.get("data_grid_over_sampled")
+    if over is not None:
+        over = xp_.astype(over, comp, copy=False)
+        verdicts.append(_checks.check_finite_points(xp_, "data_grid_over_sampled", over))
+    weights = arrs.get("mesh_weight_map")
+    if weights is not None:
+        _dtypes.result_dtype(xp_, {"mesh_weight_map": weights})
+        weights = xp_.astype(weights, comp, copy=False)
+        verdicts.append(_checks.check_weights(xp_, "mesh_weight_map", weights, data.shape[0]))
+    return _MeshInputs(xp_, n, data, over, weights, dtype, knot_grad, gap, _checks.any_bad(verdicts))
 
 
 # --------------------------------------------------------------------------
@@ -107,35 +139,46 @@ def _default_int(xp: ModuleType, like: Array) -> Any:
 def _normalisation(xp: ModuleType, data_grid: Array) -> tuple[Array, Array]:
     """``mu`` (2,) = per-axis mean and ``scale`` = the smaller population std.
 
-    ``correction=0`` is explicit: ``torch.std`` defaults to the sample std.
+    Computed on ``data_grid / unit`` with ``unit`` the power of two at or
+    below ``max|data_grid|`` and scaled back: the sums and squares of the
+    mean and standard deviation then neither overflow (data of 1e300) nor
+    underflow (data of 1e-300), and because dividing by a power of two is
+    exact, ``mu`` and ``scale`` are bitwise those of the direct formula
+    wherever that does not overflow.  ``unit`` is piecewise constant in the
+    data and carries no gradient.  ``correction=0`` is explicit:
+    ``torch.std`` defaults to the sample std.
     """
-    mu = xp.mean(data_grid, axis=0)
-    scale = xp.min(xp.std(data_grid, axis=0, correction=0))
-    if ns.holds(xp, scale > 0) is False:
-        raise ValueError("`data_grid` must have a non-zero spread along both axes")
+    amax = hooks_for(xp).stop_gradient(xp.max(xp.abs(data_grid)))
+    unit = xp.pow(xp.asarray(2.0, dtype=data_grid.dtype, device=compat.device(data_grid)), xp.floor(xp.log2(amax)))
+    # All-zero data (rejected on concrete arrays) or flushed subnormals: no rescaling.
+    unit = xp.where(xp.isfinite(unit) & (unit > 0), unit, xp.ones_like(unit))
+    unit_data = data_grid / unit
+    mu = xp.mean(unit_data, axis=0) * unit
+    scale = xp.min(xp.std(unit_data, axis=0, correction=0)) * unit
     return mu, scale
 
 
-def _peer_transform(xp: ModuleType, points: Array, weights: Array | None, interp_fn: PeerInterp) -> Transform:
-    """The rank transform of :func:`knotsafe.create_transforms`, through another interp.
+def _index_coordinates(inputs: _MeshInputs, transform_of: TransformOf | None = None) -> Array:
+    """Index-space coordinates ``(n - 3) * u + 1`` (K, 2) of the over-sampled grid.
 
-    Same knots and ranks; ``interp_fn(x, knots, values, xp=xp)`` replaces
-    knotsafe's interpolation, and queries outside a column's range are 0
-    (below) or 1 (above) as with ``left=0, right=1``.  For the comparisons
-    in the example and tests only.
+    ``transform_of(points, weights)`` builds the forward rank transform of
+    the normalised data grid; default knotsafe's (:func:`knotsafe.transforms.rank_transform`).
+    The kernel of :func:`mappings_weights`: no validation, no data reads.
     """
-    knots, rank_rows = rank_knots(xp, points, weights)
-
-    def transform(q: Array) -> Array:
-        out = []
-        for d in range(2):
-            x, k = q[:, d], knots[d, :]
-            v = interp_fn(x, k, rank_rows[d], xp=xp)
-            v = xp.where(x < k[0], xp.zeros_like(v), v)
-            out.append(xp.where(x > k[-1], xp.ones_like(v), v))
-        return xp.stack(out, axis=1)
-
-    return transform
+    xp, n = inputs.xp, inputs.n
+    mu, scale = _normalisation(xp, inputs.data)
+    scaled = (inputs.data - mu) / scale
+    transform: Transform
+    if transform_of is None:
+        transform = rank_transform(
+            xp, scaled, inputs.weights, knot_grad=inputs.knot_grad, min_gap=inputs.min_gap
+        ).forward
+    else:
+        transform = transform_of(scaled, inputs.weights)
+    if inputs.over is None:
+        raise TypeError("`data_grid_over_sampled` is required")
+    u = transform((inputs.over - mu) / scale)
+    return (n - 3) * u + 1
 
 
 # --------------------------------------------------------------------------
@@ -161,7 +204,10 @@ def mappings_weights(
     against the array API.
 
     1. Normalise: ``mu`` = per-axis mean of ``data_grid``, ``scale`` = the
-       smaller of the two per-axis population standard deviations.
+       smaller of the two per-axis population standard deviations (computed
+       on the data divided by a power of two near ``max|data_grid|``, so
+       data of any scale from 1e-300 to 1e300 gives the same mesh to
+       rounding).
     2. Build the rank transforms of the normalised ``data_grid`` (weighted by
        ``mesh_weight_map`` if given) with :func:`knotsafe.create_transforms`.
     3. Transform the normalised over-sampled grid to ``u`` in ``[0, 1]^2`` and
@@ -215,17 +261,22 @@ def mappings_weights(
     indices : array, shape (K, 4), the backend's default integer dtype
         Flat mesh-pixel indices of the corners TL, TR, BL, BR.
     weights : array, shape (K, 4), floating dtype of the grids
-        Bilinear weights in ``[0, 1]``, summing to 1 per row.
+        Bilinear weights in ``[0, 1]``, summing to 1 per row (float16 and
+        bfloat16 grids are computed in float32 and cast back).
 
     Raises
     ------
     ValueError
         Grids not of shape (N, 2) / (K, 2) or not finite; ``data_grid`` with
-        zero spread; ``mesh_weight_map`` of the wrong shape, negative or all
-        zero; ``source_grid_size < 3``; bad ``knot_grad``/``min_gap``.
-        (Data checks run on concrete arrays only.)
+        zero spread; ``mesh_weight_map`` of the wrong shape, negative, NaN,
+        inf or all zero; ``source_grid_size < 3``, or ``n * n`` beyond the
+        default integer dtype (int32 on JAX without x64: ``n >= 46341``);
+        bad ``knot_grad``/``min_gap``.  Data checks run on concrete arrays
+        only, read each input once, and name the count and first bad row;
+        under tracing bad data gives NaN weights (with in-range indices).
     TypeError
-        Non-integer ``source_grid_size``; arrays from two libraries.
+        Non-integer ``source_grid_size``; arrays from two libraries;
+        complex grids or weights (the message names the argument).
 
     Notes
     -----
@@ -239,60 +290,27 @@ def mappings_weights(
     hands its weight over continuously); its derivative jumps at cell edges
     and knots.
     """
-    return _mappings_weights(
-        source_grid_size,
-        data_grid,
-        data_grid_over_sampled,
-        mesh_weight_map,
-        xp=xp,
-        knot_grad=knot_grad,
-        min_gap=min_gap,
-    )
+    inputs = _mesh_inputs(source_grid_size, data_grid, data_grid_over_sampled, mesh_weight_map, xp, knot_grad, min_gap)
+    return _mappings_weights_checked(inputs)
 
 
-def _mappings_weights(
-    source_grid_size: int,
-    data_grid: Array,
-    data_grid_over_sampled: Array,
-    mesh_weight_map: Array | None = None,
-    *,
-    xp: ModuleType | None = None,
-    knot_grad: KnotGrad = "exact",
-    min_gap: float | None = None,
-    _interp: PeerInterp | None = None,
-) -> tuple[Array, Array]:
-    """:func:`mappings_weights`, optionally through a peer interpolation.
-
-    ``_interp`` (e.g. :func:`knotsafe.testing.plain_interp` or
-    :func:`knotsafe.testing.jitter_interp`) replaces knotsafe's
-    interpolation in the forward rank transform, for side-by-side
-    comparisons; ``knot_grad`` and ``min_gap`` are then unused.
-    """
-    n = _grid_size(source_grid_size)
-    xp_, arrs, gap = _resolve_mesh_inputs(
-        {"data_grid": data_grid, "data_grid_over_sampled": data_grid_over_sampled, "mesh_weight_map": mesh_weight_map},
-        xp,
-        knot_grad,
-        min_gap,
-    )
-    data, over, wmap = arrs["data_grid"], arrs["data_grid_over_sampled"], arrs.get("mesh_weight_map")
-    mu, scale = _normalisation(xp_, data)
-    scaled = (data - mu) / scale
-    if _interp is None:
-        transform, _ = create_transforms(scaled, wmap, xp=xp_, knot_grad=knot_grad, min_gap=gap)
-    else:
-        transform = _peer_transform(xp_, scaled, wmap, _interp)
-    u = transform((over - mu) / scale)
-    return _bilinear(xp_, n, (n - 3) * u + 1)
+def _mappings_weights_checked(inputs: _MeshInputs, transform_of: TransformOf | None = None) -> tuple[Array, Array]:
+    """:func:`mappings_weights` on validated inputs, optionally through another rank transform."""
+    indices, weights = _bilinear(inputs.xp, inputs.n, _index_coordinates(inputs, transform_of))
+    weights = _checks.poison(inputs.xp, inputs.bad, weights)
+    return indices, inputs.xp.astype(weights, inputs.dtype, copy=False)
 
 
 def _bilinear(xp: ModuleType, n: int, index: Array) -> tuple[Array, Array]:
     """Corners and weights of index-space points ``index`` (K, 2) on an n x n mesh."""
     frozen = hooks_for(xp).stop_gradient(index)
+    # NaN coordinates (NaN queries, or unchecked bad data under tracing) get
+    # in-range corners and NaN weights, never out-of-range indices.
+    frozen = xp.where(xp.isnan(frozen), xp.ones_like(frozen), frozen)
     down = xp.clip(xp.floor(frozen), 0.0, float(n - 2))
     t = index - down
     ty, tx = t[:, 0], t[:, 1]
-    d = xp.astype(down, _default_int(xp, index))
+    d = xp.astype(down, _dtypes.default_int(xp, index))
     dy, dx = d[:, 0], d[:, 1]
     top = (n - (dy + 1)) * n
     bottom = (n - dy) * n
@@ -319,17 +337,9 @@ def _checked_pairs(
         raise TypeError(f"`{index_name}` must be an integer array, got dtype {indices.dtype}")
     if not xp.isdtype(weights.dtype, "real floating"):
         raise TypeError(f"`weights` must be a real floating array, got dtype {weights.dtype}")
-    if ns.holds(xp, (indices >= 0) & (indices < n_pixels)) is False:
+    if _checks.fails(xp, (indices >= 0) & (indices < n_pixels)):
         raise ValueError(f"`{index_name}` must lie in [0, n_pixels) = [0, {n_pixels})")
     return indices, weights
-
-
-def _check_key_range(xp: ModuleType, dtype: Any, size: int, what: str) -> None:
-    if size - 1 > int(xp.iinfo(dtype).max):
-        raise ValueError(
-            f"{what} has {size} entries, more than the index dtype {dtype} can address; "
-            "use 64-bit indices (JAX: JAX_ENABLE_X64=1)"
-        )
 
 
 def mapping_matrix(
@@ -393,7 +403,7 @@ def mapping_matrix(
     count(r)``.  ``indices`` carry no gradient.
     """
     n_pix = _positive_int("n_pixels", n_pixels)
-    xp_, arrs = ns.resolve({"indices": indices, "weights": weights, "sub_to_data": sub_to_data}, xp)
+    xp_, arrs = _namespace.resolve({"indices": indices, "weights": weights, "sub_to_data": sub_to_data}, xp)
     idx, w = _checked_pairs(xp_, arrs["indices"], arrs["weights"], n_pix)
     hooks = hooks_for(xp_)
     k = idx.shape[0]
@@ -416,13 +426,13 @@ def mapping_matrix(
             n_rows = int(xp_.max(s2d)) + 1
         else:
             n_rows = _positive_int("n_data", n_data)
-        if ns.holds(xp_, (s2d >= 0) & (s2d < n_rows)) is False:
+        if _checks.fails(xp_, (s2d >= 0) & (s2d < n_rows)):
             raise ValueError(f"`sub_to_data` must lie in [0, n_data) = [0, {n_rows})")
         rows = xp_.astype(s2d, idx.dtype)
         counts = hooks.scatter_add(xp_, n_rows, rows, xp_.ones((k,), dtype=w.dtype, device=dev))
         inv = 1.0 / xp_.where(counts > 0, counts, xp_.ones_like(counts))
         src = w * xp_.take(inv, rows)[:, None]
-    _check_key_range(xp_, idx.dtype, n_rows * n_pix, "the mapping matrix")
+    _dtypes.check_index_range(xp_, idx.dtype, n_rows * n_pix, "the mapping matrix")
     keys = rows[:, None] * n_pix + idx
     flat = hooks.scatter_add(xp_, n_rows * n_pix, xp_.reshape(keys, (-1,)), xp_.reshape(src, (-1,)))
     return xp_.reshape(flat, (n_rows, n_pix))
@@ -479,7 +489,7 @@ def curvature_matrix(
     memory is ``O(K C^2 + n_pixels^2)``.
     """
     n_pix = _positive_int("n_pixels", n_pixels)
-    xp_, arrs = ns.resolve({"indices": indices, "weights": weights, "noise_weights": noise_weights}, xp)
+    xp_, arrs = _namespace.resolve({"indices": indices, "weights": weights, "noise_weights": noise_weights}, xp)
     idx, w = _checked_pairs(xp_, arrs["indices"], arrs["weights"], n_pix)
     k = idx.shape[0]
     prod = w[:, :, None] * w[:, None, :]
@@ -490,7 +500,7 @@ def curvature_matrix(
         if not xp_.isdtype(nw.dtype, "real floating"):
             raise TypeError(f"`noise_weights` must be a real floating array, got dtype {nw.dtype}")
         prod = prod * nw[:, None, None]
-    _check_key_range(xp_, idx.dtype, n_pix * n_pix, "the curvature matrix")
+    _dtypes.check_index_range(xp_, idx.dtype, n_pix * n_pix, "the curvature matrix")
     keys = idx[:, :, None] * n_pix + idx[:, None, :]
     flat = hooks_for(xp_).scatter_add(xp_, n_pix * n_pix, xp_.reshape(keys, (-1,)), xp_.reshape(prod, (-1,)))
     return xp_.reshape(flat, (n_pix, n_pix))
@@ -501,28 +511,18 @@ def curvature_matrix(
 # --------------------------------------------------------------------------
 
 
-def _inverse_full(
-    source_grid_size: int,
-    data_grid: Array,
-    mesh_weight_map: Array | None,
-    xp: ModuleType | None,
-    knot_grad: KnotGrad,
-    min_gap: float | None,
-) -> tuple[ModuleType, int, Array, Callable[[Array], Array]]:
-    n = _grid_size(source_grid_size)
-    xp_, arrs, gap = _resolve_mesh_inputs(
-        {"data_grid": data_grid, "mesh_weight_map": mesh_weight_map}, xp, knot_grad, min_gap
-    )
-    data = arrs["data_grid"]
-    mu, scale = _normalisation(xp_, data)
-    _, inv = create_transforms(
-        (data - mu) / scale, arrs.get("mesh_weight_map"), xp=xp_, knot_grad=knot_grad, min_gap=gap
-    )
+def _inverse_full(inputs: _MeshInputs) -> Callable[[Array], Array]:
+    """Unit-space (K, 2) -> source-plane (K, 2): inverse rank transform and normalisation."""
+    xp = inputs.xp
+    mu, scale = _normalisation(xp, inputs.data)
+    inv = rank_transform(
+        xp, (inputs.data - mu) / scale, inputs.weights, knot_grad=inputs.knot_grad, min_gap=inputs.min_gap
+    ).inverse
 
     def inv_full(u: Array) -> Array:
         return inv(u) * scale + mu
 
-    return xp_, n, data, inv_full
+    return inv_full
 
 
 def _unit_lines(xp: ModuleType, n: int, like: Array, count: int, offset: float) -> Array:
@@ -586,11 +586,12 @@ def pixel_centres(
     (the unit-space nodes are constants): the positions are interpolated
     sorted data points, with :func:`knotsafe.interp`'s gradient rule.
     """
-    xp_, n, data, inv_full = _inverse_full(source_grid_size, data_grid, mesh_weight_map, xp, knot_grad, min_gap)
-    nodes = inv_full(_unit_lines(xp_, n, data, n, 0.0))
+    inputs = _mesh_inputs(source_grid_size, data_grid, None, mesh_weight_map, xp, knot_grad, min_gap)
+    xp_, n = inputs.xp, inputs.n
+    nodes = _checks.poison(xp_, inputs.bad, _inverse_full(inputs)(_unit_lines(xp_, n, inputs.data, n, 0.0)))
     ys = xp_.broadcast_to(nodes[:, 0:1], (n, n))
     xs = xp_.broadcast_to(nodes[None, :, 1], (n, n))
-    return xp_.reshape(xp_.stack([ys, xs], axis=2), (n * n, 2))
+    return xp_.astype(xp_.reshape(xp_.stack([ys, xs], axis=2), (n * n, 2)), inputs.dtype, copy=False)
 
 
 def pixel_areas(
@@ -627,8 +628,9 @@ def pixel_areas(
     ValueError, TypeError
         As in :func:`mappings_weights`.
     """
-    xp_, n, data, inv_full = _inverse_full(source_grid_size, data_grid, mesh_weight_map, xp, knot_grad, min_gap)
-    edges = inv_full(_unit_lines(xp_, n, data, n + 1, 0.5))
+    inputs = _mesh_inputs(source_grid_size, data_grid, None, mesh_weight_map, xp, knot_grad, min_gap)
+    xp_, n = inputs.xp, inputs.n
+    edges = _checks.poison(xp_, inputs.bad, _inverse_full(inputs)(_unit_lines(xp_, n, inputs.data, n + 1, 0.5)))
     heights = edges[:-1, 0] - edges[1:, 0]
     widths = edges[1:, 1] - edges[:-1, 1]
-    return xp_.reshape(heights[:, None] * widths[None, :], (n * n,))
+    return xp_.astype(xp_.reshape(heights[:, None] * widths[None, :], (n * n,)), inputs.dtype, copy=False)

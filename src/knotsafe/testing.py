@@ -10,6 +10,7 @@ the frame adds rounding noise of one or two ulp (near-duplicates).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -17,6 +18,9 @@ from typing import Any
 import numpy as np
 
 Array = Any
+#: A peer interpolation ``(x, knots, values, *, xp) -> array``, such as
+#: :func:`plain_interp` or :func:`jitter_interp`.
+PeerInterp = Callable[..., Array]
 
 __all__ = [
     "KnotCase",
@@ -24,6 +28,8 @@ __all__ = [
     "jitter_interp",
     "knot_cases",
     "lens_grid",
+    "peer_mappings_weights",
+    "peer_transform",
     "plain_interp",
     "trace_sis",
 ]
@@ -228,3 +234,56 @@ def jitter_interp(x: Array, knots: Array, values: Array, *, xp: ModuleType | Non
     jitter = xp.arange(n, dtype=knots.dtype, device=array_api_compat.device(knots)) * REPORT_JITTER
     frozen = hooks_for(xp).stop_gradient(knots + jitter)
     return plain_interp(x, frozen, values, xp=xp)
+
+
+def peer_transform(
+    xp: ModuleType, points: Array, weights: Array | None, interp: PeerInterp
+) -> Callable[[Array], Array]:
+    """The forward rank transform of :func:`knotsafe.create_transforms`, through a peer interp.
+
+    Same knots and ranks as knotsafe (``points`` (N, D) and ``weights`` (N,)
+    already validated, of one floating dtype); ``interp(x, knots, values,
+    xp=xp)`` replaces knotsafe's interpolation, and queries outside a
+    column's range are 0 (below) or 1 (above) as with ``left=0, right=1``.
+    For side-by-side comparisons in the tests and examples.
+    """
+    from knotsafe.transforms import rank_knots
+
+    knots, rank_rows = rank_knots(xp, points, weights)
+
+    def transform(q: Array) -> Array:
+        out = []
+        for d in range(knots.shape[0]):
+            x, k = q[:, d], knots[d, :]
+            v = interp(x, k, rank_rows[d], xp=xp)
+            v = xp.where(x < k[0], xp.zeros_like(v), v)
+            out.append(xp.where(x > k[-1], xp.ones_like(v), v))
+        return xp.stack(out, axis=1)
+
+    return transform
+
+
+def peer_mappings_weights(
+    source_grid_size: int,
+    data_grid: Array,
+    data_grid_over_sampled: Array,
+    mesh_weight_map: Array | None = None,
+    *,
+    interp: PeerInterp,
+    xp: ModuleType | None = None,
+) -> tuple[Array, Array]:
+    """:func:`knotsafe.rectangular.mappings_weights` with a peer interp in the rank transform.
+
+    The arguments are validated as by ``mappings_weights``; only the forward
+    interpolation differs (:func:`peer_transform`), so the outputs show what
+    that interpolation does to the mesh and its gradients (e.g.
+    ``interp=plain_interp`` or ``interp=jitter_interp``).
+    """
+    from knotsafe import rectangular
+
+    inputs = rectangular._mesh_inputs(
+        source_grid_size, data_grid, data_grid_over_sampled, mesh_weight_map, xp, "exact", None
+    )
+    return rectangular._mappings_weights_checked(
+        inputs, lambda points, weights: peer_transform(inputs.xp, points, weights, interp)
+    )

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
 import array_api_compat as compat
 
-from knotsafe._lib import _namespace as ns
+from knotsafe._lib import _checks, _dtypes, _namespace
 from knotsafe.interp import KnotGrad, interp_checked
 
 __all__ = ["create_transforms"]
@@ -37,11 +38,17 @@ def create_transforms(
     Parameters
     ----------
     points : array, shape (N, D)
-        N >= 1 points in D >= 1 dimensions, free of NaN.
+        N >= 1 points in D >= 1 dimensions, finite, real.
     weights : array, shape (N,), optional
-        Non-negative weights, not all zero.  The ranks become the cumulative
-        weights in each column's sort order, scaled so that ``t[-1] = N / (N
-        + 1)``; uniform weights give exactly the unweighted ``t``.
+        Finite non-negative weights, not all zero.  The ranks become the
+        cumulative weights in each column's sort order, scaled so that
+        ``t[-1] = N / (N + 1)``, with the total weight of a run of tied
+        points spread evenly over its positions: uniform weights give
+        exactly the unweighted ``t``, and the ranks depend only on the
+        multiset of (point, weight) pairs, bitwise, whatever the input
+        order.  (PyAutoArray instead gives every point of a tie run the
+        run's final cumulative weight; the two agree on the ties themselves
+        and differ for queries between a run and the one before it.)
     xp : namespace, optional
         Array namespace (numpy, jax.numpy, torch, array_api_strict, ...);
         default inferred from ``points``.
@@ -54,7 +61,9 @@ def create_transforms(
     -------
     transform : callable
         ``(K, D) -> (K, D)`` array in ``[0, 1]``: 0 below a column's smallest
-        point, 1 above its largest.
+        point, 1 above its largest.  Results are in the floating dtype of the
+        queries and points (float16/bfloat16 are computed in float32 and
+        cast back once).
     inv_transform : callable
         ``(K, D) -> (K, D)``, clamped to each column's range like
         ``numpy.interp``.
@@ -62,12 +71,14 @@ def create_transforms(
     Raises
     ------
     ValueError
-        ``points`` not 2-D or empty, or containing NaN (checked on concrete
-        arrays); ``weights`` of the wrong shape, negative, NaN or all zero
-        (concrete arrays); queries of the wrong shape.
+        ``points`` not 2-D or empty, or containing NaN or inf; ``weights``
+        of the wrong shape, negative, NaN, inf or all zero; queries of the
+        wrong shape.  The data checks run on concrete arrays, read each
+        input once, and say how many rows are bad and the first.
     TypeError
         Both ``weights`` and ``mesh_weight_map`` given; arrays from two
-        libraries.
+        libraries; complex ``points``, weights or queries (the message names
+        the argument).
 
     Notes
     -----
@@ -75,57 +86,111 @@ def create_transforms(
     knot partials of :func:`knotsafe.interp`, to ``weights`` through the
     ranks, and to the queries through the bin slopes; all are finite on
     duplicate-laden point sets.  NaN queries give NaN outputs with zero
-    gradient.  Under tracing (``jax.jit``) the data checks are skipped and NaN
-    points give meaningless ranks.
+    gradient.  Under tracing (``jax.jit``) the data cannot be read, so it is
+    not checked: non-finite points or non-finite/negative weights then make
+    every output NaN rather than a plausible number.  All-zero weights under
+    tracing give NaN ranks.
     """
     weights_name = "weights"
     if mesh_weight_map is not None:
         if weights is not None:
             raise TypeError("pass `weights` or its alias `mesh_weight_map`, not both")
         weights, weights_name = mesh_weight_map, "mesh_weight_map"
-    xp_, arrays = ns.resolve({"points": points, "weights": weights}, xp)
-    ns.check_knot_grad(knot_grad)
-    gap = ns.check_min_gap(min_gap)
+    xp_, arrays = _namespace.resolve({"points": points, weights_name: weights}, xp)
+    _namespace.check_knot_grad(knot_grad)
+    gap = _namespace.check_min_gap(min_gap)
     pts = arrays["points"]
     if pts.ndim != 2 or pts.shape[0] == 0 or pts.shape[1] == 0:
         raise ValueError(f"`points` must have shape (N, D) with N, D >= 1, got {tuple(pts.shape)}")
     n, dim = pts.shape
-    dtype = ns.float_dtype(xp_, pts)
-    pts = xp_.astype(pts, dtype, copy=False)
-    if ns.holds(xp_, ~xp_.isnan(pts)) is False:
-        raise ValueError("`points` contains NaN")
+    dtype = _dtypes.result_dtype(xp_, {"points": pts})
+    comp = _dtypes.compute_dtype(xp_, dtype)
+    pts = xp_.astype(pts, comp, copy=False)
+    verdicts = [_checks.check_finite_points(xp_, "points", pts)]
+    w = arrays.get(weights_name)
+    if w is not None:
+        _dtypes.result_dtype(xp_, {weights_name: w})
+        w = xp_.astype(w, comp, copy=False)
+        verdicts.append(_checks.check_weights(xp_, weights_name, w, n))
+    # Traced data cannot be checked: bad points or weights make every output NaN.
+    bad = _checks.any_bad(verdicts)
+    ranks = rank_transform(xp_, pts, w, knot_grad=knot_grad, min_gap=gap)
 
-    raw = arrays.get("weights")
-    weights_ = None if raw is None else ns.check_weights(xp_, raw, n, dtype, weights_name)
-    knots, rank_rows = rank_knots(xp_, pts, weights_)
-
-    def apply(q: Array, name: str, inverse: bool) -> Array:
-        _, arr = ns.resolve({name: q}, xp_)
+    def queries(q: Array, name: str) -> tuple[Array, Any]:
+        _, arr = _namespace.resolve({name: q}, xp_)
         q = arr[name]
         if q.ndim != 2 or q.shape[1] != dim:
             raise ValueError(f"`{name}` must have shape (K, {dim}), got {tuple(q.shape)}")
-        q = xp_.astype(q, xp_.result_type(q, dtype) if xp_.isdtype(q.dtype, "real floating") else dtype, copy=False)
-        out = []
-        for d in range(dim):
-            col = xp_.astype(knots[d, :], q.dtype, copy=False)
-            t = xp_.astype(rank_rows[d], q.dtype, copy=False)
-            if inverse:
-                out.append(
-                    interp_checked(xp_, q[:, d], t, col, left=None, right=None, knot_grad=knot_grad, min_gap=gap)
-                )
-            else:
-                out.append(interp_checked(xp_, q[:, d], col, t, left=0.0, right=1.0, knot_grad=knot_grad, min_gap=gap))
-        return xp_.stack(out, axis=1)
+        _dtypes.result_dtype(xp_, {name: q})
+        # Floating queries join the points' dtype; integer queries take it.
+        out = xp_.result_type(q.dtype, dtype) if xp_.isdtype(q.dtype, "real floating") else dtype
+        return xp_.astype(q, _dtypes.compute_dtype(xp_, out), copy=False), out
 
     def transform(q: Array) -> Array:
         """Rank-space coordinates of queries ``q`` of shape (K, D), in [0, 1]."""
-        return apply(q, "q", inverse=False)
+        q, out = queries(q, "q")
+        return xp_.astype(_checks.poison(xp_, bad, ranks.forward(q)), out, copy=False)
 
     def inv_transform(u: Array) -> Array:
         """Points of rank-space coordinates ``u`` of shape (K, D)."""
-        return apply(u, "u", inverse=True)
+        u, out = queries(u, "u")
+        return xp_.astype(_checks.poison(xp_, bad, ranks.inverse(u)), out, copy=False)
 
     return transform, inv_transform
+
+
+@dataclass(frozen=True)
+class RankTransform:
+    """The per-column rank transform on validated arrays (no checks, no reads).
+
+    ``knots`` (D, N) are the sorted columns, ``ranks`` their CDF values (see
+    :func:`rank_knots`), in the computation dtype.  :meth:`forward` and
+    :meth:`inverse` take (K, D) arrays of one floating computation dtype and
+    return that dtype.  The kernel behind :func:`create_transforms` and the
+    rectangular mesh.
+    """
+
+    xp: ModuleType
+    knots: Array
+    ranks: tuple[Array, ...]
+    knot_grad: str
+    min_gap: float | None
+
+    def _column(self, d: int, dtype: Any) -> tuple[Array, Array]:
+        xp = self.xp
+        return xp.astype(self.knots[d, :], dtype, copy=False), xp.astype(self.ranks[d], dtype, copy=False)
+
+    def forward(self, q: Array) -> Array:
+        """``interp(q[:, d], knots[d], ranks[d], left=0, right=1)`` for every column."""
+        out = []
+        for d in range(q.shape[1]):
+            k, t = self._column(d, q.dtype)
+            out.append(
+                interp_checked(
+                    self.xp, q[:, d], k, t, left=0.0, right=1.0, knot_grad=self.knot_grad, min_gap=self.min_gap
+                )
+            )
+        return self.xp.stack(out, axis=1)
+
+    def inverse(self, u: Array) -> Array:
+        """``interp(u[:, d], ranks[d], knots[d])`` for every column (clamped to the data range)."""
+        out = []
+        for d in range(u.shape[1]):
+            k, t = self._column(d, u.dtype)
+            out.append(
+                interp_checked(
+                    self.xp, u[:, d], t, k, left=None, right=None, knot_grad=self.knot_grad, min_gap=self.min_gap
+                )
+            )
+        return self.xp.stack(out, axis=1)
+
+
+def rank_transform(
+    xp: ModuleType, points: Array, weights: Array | None, *, knot_grad: str, min_gap: float | None
+) -> RankTransform:
+    """:class:`RankTransform` of validated ``points`` (N, D) and ``weights`` (N,) of one dtype."""
+    knots, ranks = rank_knots(xp, points, weights)
+    return RankTransform(xp, knots, tuple(ranks), knot_grad, min_gap)
 
 
 def rank_knots(xp: ModuleType, points: Array, weights: Array | None) -> tuple[Array, list[Array]]:
@@ -135,7 +200,7 @@ def rank_knots(xp: ModuleType, points: Array, weights: Array | None) -> tuple[Ar
     ----------
     points : array, shape (N, D)
     weights : array, shape (N,), optional
-        Checked non-negative weights, not all zero.
+        Checked finite, non-negative weights, not all zero.
 
     Returns
     -------
@@ -143,23 +208,56 @@ def rank_knots(xp: ModuleType, points: Array, weights: Array | None) -> tuple[Ar
         Each column of ``points`` sorted (rows are contiguous, which 1-D
         searchsorted kernels prefer).
     ranks : list of D arrays, shape (N,)
-        ``arange(1, N + 1) / (N + 1)``, or the cumulative weights in each
-        column's sort order scaled so that the last rank is ``N / (N + 1)``.
+        ``arange(1, N + 1) / (N + 1)``, or the weighted ranks of
+        :func:`_weighted_ranks`, scaled so that the last rank is ``N / (N + 1)``.
+
+    Notes
+    -----
+    Weighted columns are sorted by (value, weight), so the order in which
+    the weights are summed depends only on the multiset of (point, weight)
+    pairs, never on the input order: the ranks are bitwise invariant under a
+    permutation of the points.
     """
     n, dim = points.shape
     cols = xp.permute_dims(points, (1, 0))
     if weights is None:
         ranks = xp.arange(1, n + 1, dtype=points.dtype, device=compat.device(points)) / (n + 1)
         return xp.sort(cols, axis=1), [ranks] * dim
-    order = xp.argsort(cols, axis=1, stable=True)
-    knots = xp.stack([xp.take(cols[d, :], order[d, :]) for d in range(dim)])
+    # Stable sorts: by weight, then by value, give the lexicographic order.
+    by_weight = xp.argsort(weights, stable=True)
     # Dividing by the largest weight makes uniform weights exactly 1, so their
     # cumulative sums are exact integers and the ranks match the unweighted
     # ones bit for bit.
-    w = weights / xp.max(weights)
-    rank_rows = []
+    w = xp.take(weights, by_weight) / xp.max(weights)
+    knots, rank_rows = [], []
     for d in range(dim):
-        cum = xp.cumulative_sum(xp.take(w, order[d, :]))
-        total = cum[-1]
-        rank_rows.append(cum / (total + total / n))
-    return knots, rank_rows
+        col = xp.take(cols[d, :], by_weight)
+        order = xp.argsort(col, stable=True)
+        k = xp.take(col, order)
+        knots.append(k)
+        rank_rows.append(_weighted_ranks(xp, k, xp.take(w, order)))
+    return xp.stack(knots), rank_rows
+
+
+def _weighted_ranks(xp: ModuleType, knots: Array, w: Array) -> Array:
+    """Cumulative weights with each tie run's total spread evenly over its positions.
+
+    For a run of ``m`` equal knots at sorted positions ``s .. s + m - 1``,
+    with ``C`` the total weight before it and ``W`` its own total, position
+    ``s + i`` gets ``C + W / m * (i + 1)``: the run's weight is shared
+    equally, so the CDF depends on the point multiset only (not on which
+    tied point sorts first), and uniform weights give the unweighted
+    staircase ``1, 2, ..., N`` exactly.  The last point of a run gets
+    exactly ``C + W``; untied points get their plain cumulative weight.
+    """
+    n = knots.shape[0]
+    cum = xp.cumulative_sum(w, include_initial=True)
+    start = xp.searchsorted(knots, knots, side="left")
+    end = xp.searchsorted(knots, knots, side="right")
+    position = xp.arange(1, n + 1, dtype=start.dtype, device=compat.device(knots)) - start
+    before, through = xp.take(cum, start), xp.take(cum, end)
+    size = end - start
+    spread = before + (through - before) / xp.astype(size, w.dtype) * xp.astype(position, w.dtype)
+    cum_w = xp.where(position == size, through, spread)
+    total = cum[-1]
+    return cum_w / (total + total / n)

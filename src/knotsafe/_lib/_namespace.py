@@ -1,19 +1,95 @@
-"""Namespace resolution and argument checks shared by the public functions."""
+"""Namespace resolution and the checks of non-array arguments.
+
+Only public functions call these (once per call); the kernels they hand
+over to take resolved arrays.  Data checks live in :mod:`._checks`, the
+dtype rule in :mod:`._dtypes`.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import sys
+import threading
+from collections.abc import Callable
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 import array_api_compat as compat
 
 Array = Any
+_T = TypeVar("_T")
 
 KNOT_GRAD_MODES = ("exact", "stop")
 
+# --------------------------------------------------------------------------
+# array_api_compat's type checks, safe while another thread imports a framework
+# --------------------------------------------------------------------------
+#
+# array_api_compat recognises arrays by looking up ``sys.modules["torch"].Tensor``
+# (and jax.Array, cupy.ndarray, ...).  While another thread is importing torch
+# for the first time the module is in sys.modules but only partly executed, so
+# that lookup raises AttributeError ("partially initialized module 'torch'"),
+# even for arrays that have nothing to do with torch.  The results are cached
+# per array type once they succeed, so the failure is confined to first use.
+# We wait for the imports in flight (the import system's own module lock) and
+# try again, and run the checks the kernels use later (device, laziness) here,
+# under the same guard, the first time a type is seen.
+
+_ATTEMPTS = 3
+_seen_types: set[type] = set()
+_seen_lock = threading.Lock()
+
+
+def _wait_for_imports() -> bool:
+    """Block until modules other threads are importing have finished; True if any were."""
+    waited = False
+    for name, module in list(sys.modules.items()):
+        if getattr(getattr(module, "__spec__", None), "_initializing", False):
+            # import_module waits on the module lock of a module that another
+            # thread is executing (importlib._bootstrap._find_and_load).
+            # If the other thread's import fails, its error is its own.
+            with contextlib.suppress(Exception):
+                importlib.import_module(name)
+            waited = True
+    return waited
+
+
+def compat_call(fn: Callable[..., _T], *args: Any) -> _T:
+    """``fn(*args)`` for an ``array_api_compat`` function, retried after concurrent imports finish."""
+    for _ in range(_ATTEMPTS - 1):
+        try:
+            return fn(*args)
+        except AttributeError:
+            if not _wait_for_imports():
+                raise
+    return fn(*args)
+
+
+def _warm(a: Any) -> None:
+    """Run (and so cache) the type checks the kernels use on ``a``'s type."""
+    cls = type(a)
+    if cls in _seen_types:
+        return
+    try:
+        compat_call(compat.device, a)
+        compat_call(compat.is_lazy_array, a)
+    except Exception:  # e.g. a tracer without a device: nothing cached, try next time
+        return
+    with _seen_lock:
+        _seen_types.add(cls)
+
+
+def array_namespace(*arrays: Any) -> ModuleType:
+    """``array_api_compat.array_namespace``, safe during concurrent framework imports."""
+    ns: ModuleType = compat_call(compat.array_namespace, *arrays)
+    for a in arrays:
+        _warm(a)
+    return ns
+
 
 def _library(a: Any) -> str:
-    name: str = compat.array_namespace(a).__name__
+    name: str = array_namespace(a).__name__
     return name.removeprefix("array_api_compat.").split(".")[0]
 
 
@@ -26,7 +102,7 @@ def namespace_of(xp: Any) -> ModuleType:
     """
     if not hasattr(xp, "asarray"):
         raise TypeError(f"`xp` must be an array namespace such as numpy, jax.numpy or torch, got {xp!r}")
-    return compat.array_namespace(xp.asarray(0.0))
+    return array_namespace(xp.asarray(0.0))
 
 
 def resolve(arrays: dict[str, Any], xp: Any = None) -> tuple[ModuleType, dict[str, Array]]:
@@ -38,11 +114,11 @@ def resolve(arrays: dict[str, Any], xp: Any = None) -> tuple[ModuleType, dict[st
     array of any other library is a TypeError.
     """
     present = {k: v for k, v in arrays.items() if v is not None}
-    array_args = {k: v for k, v in present.items() if compat.is_array_api_obj(v)}
+    array_args = {k: v for k, v in present.items() if compat_call(compat.is_array_api_obj, v)}
     if xp is not None:
         ns = namespace_of(xp)
         for name, a in array_args.items():
-            if compat.array_namespace(a) is not ns and not compat.is_numpy_array(a):
+            if array_namespace(a) is not ns and not compat_call(compat.is_numpy_array, a):
                 raise TypeError(
                     f"`{name}` is a {_library(a)} array but xp is {ns.__name__}; "
                     "pass arrays of one library (NumPy arrays are converted)"
@@ -62,10 +138,10 @@ def resolve(arrays: dict[str, Any], xp: Any = None) -> tuple[ModuleType, dict[st
             raise TypeError(
                 f"arrays from two libraries in one call: `{arg1}` is a {lib1} array and `{arg2}` is a {lib2} array"
             )
-        ns = compat.array_namespace(*array_args.values())
+        ns = array_namespace(*array_args.values())
     out = {}
     for name, a in present.items():
-        if name in array_args and compat.array_namespace(a) is ns:
+        if name in array_args and array_namespace(a) is ns:
             out[name] = a
             continue
         try:
@@ -73,29 +149,6 @@ def resolve(arrays: dict[str, Any], xp: Any = None) -> tuple[ModuleType, dict[st
         except Exception as exc:
             raise TypeError(f"`{name}` cannot be converted to an array of {ns.__name__}: {exc}") from exc
     return ns, out
-
-
-def float_dtype(xp: ModuleType, *arrays: Array) -> Any:
-    """The common floating dtype of ``arrays`` (integers promote to the default)."""
-    dtype = xp.result_type(*arrays)
-    if xp.isdtype(dtype, "real floating"):
-        return dtype
-    if xp.isdtype(dtype, ("integral", "bool")):
-        info = xp.__array_namespace_info__()
-        return info.default_dtypes(device=compat.device(arrays[0]))["real floating"]
-    raise TypeError(f"expected real floating or integer arrays, got dtype {dtype}")
-
-
-def check_weights(xp: ModuleType, w: Array, n: int, dtype: Any, name: str) -> Array:
-    """A weight vector ``name`` of shape (n,): non-negative, not all zero (checked when concrete)."""
-    if w.ndim != 1 or w.shape[0] != n:
-        raise ValueError(f"`{name}` must have shape ({n},), one weight per point, got {tuple(w.shape)}")
-    w = xp.astype(w, dtype, copy=False)
-    if holds(xp, w >= 0) is False:
-        raise ValueError(f"`{name}` must be non-negative and free of NaN")
-    if holds(xp, xp.any(w > 0)) is False:
-        raise ValueError(f"`{name}` must not all be zero")
-    return w
 
 
 def check_knot_grad(knot_grad: str) -> None:
@@ -125,20 +178,3 @@ def check_scalar(name: str, value: Any) -> float | None:
         raise TypeError(
             f"`{name}` must be a real number or None (a constant, not a traced array), got {value!r}"
         ) from exc
-
-
-def holds(xp: ModuleType, condition: Array) -> bool | None:
-    """``bool(xp.all(condition))``, or None where the data cannot be inspected.
-
-    Data-dependent checks are skipped for traced or lazy arrays (``jax.jit``,
-    Dask) and inside transforms that forbid reading values
-    (``torch.func.vmap``).
-    """
-    from knotsafe.backends import hooks_for
-
-    if not hooks_for(xp).is_concrete(condition):
-        return None
-    try:
-        return bool(xp.all(condition))
-    except Exception:
-        return None

@@ -20,6 +20,8 @@ import numbers
 from types import ModuleType
 from typing import Any
 
+from knotsafe._lib import _checks
+
 Array = Any
 
 
@@ -147,9 +149,7 @@ def combine(xp: ModuleType, re: Array, im: Array, dtype: Any) -> Array:
     # returned wrong.
     table_pair = ~finite & ((re == 0) | ~xp.isfinite(re))
     out = xp.where(table_pair, _special_table(xp, re, im, dtype, dev), out)
-    from knotsafe._lib._namespace import holds
-
-    if holds(xp, _same(xp, xp.real(out), re) & _same(xp, xp.imag(out), im)) is False:
+    if _checks.fails(xp, _same(xp, xp.real(out), re) & _same(xp, xp.imag(out), im)):
         raise ValueError(
             "`values`: the result has an infinite or NaN part that this array library's complex arithmetic "
             f"({xp.__name__}) cannot combine exactly with the other part; interpolate the real and imaginary "

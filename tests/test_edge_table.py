@@ -1,0 +1,136 @@
+"""docs/edge-inputs.md is executable: every row's call is run and its result checked.
+
+So the table cannot drift from the behaviour: change either and this fails.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from knotsafe import create_transforms, interp
+from knotsafe.rectangular import mappings_weights, pixel_centres
+from knotsafe.testing import lens_grid
+from tests import test_edges
+
+TABLE = Path(__file__).parents[1] / "docs" / "edge-inputs.md"
+
+
+@dataclass(frozen=True)
+class Row:
+    case: str
+    backend: str
+    call: str
+    result: str
+
+
+def _code(cell: str) -> str:
+    cell = cell.strip()
+    for fence in ("``", "`"):
+        if cell.startswith(fence) and cell.endswith(fence):
+            return cell[len(fence) : -len(fence)].strip()
+    raise AssertionError(f"expected a code span, got {cell!r}")
+
+
+def _rows() -> list[Row]:
+    rows = []
+    for line in TABLE.read_text().splitlines():
+        if not line.startswith("| ") or line.startswith(("| Case", "| ---")):
+            continue
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+        assert len(cells) == 5, line
+        rows.append(Row(cells[0], cells[1], _code(cells[2]), _code(cells[3])))
+    return rows
+
+
+ROWS = _rows()
+
+
+def test_table_covers_the_issue_cases() -> None:
+    """One row at least per case of the issue this table answers."""
+    text = " ".join(r.case for r in ROWS).lower()
+    for word in ("float16", "bfloat16", "infinite", "jit", "int32", "scaled", "complex", "tie", "thread", "read"):
+        assert word in text, word
+
+
+def _namespace() -> dict[str, Any]:
+    ns: dict[str, Any] = {
+        "np": np,
+        "interp": interp,
+        "create_transforms": create_transforms,
+        "mappings_weights": mappings_weights,
+        "pixel_centres": pixel_centres,
+        "GRID": lens_grid(radius=0.8, pixel_scale=0.1, sub_size=2, rotation=0.3),
+        "TIES": (np.arange(40) % 7 * 0.5)[:, None],
+        "TIE_W": np.random.default_rng(0).uniform(0.05, 3.0, 40),
+        "TIE_Q": np.linspace(-0.5, 3.5, 33)[:, None],
+    }
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+
+        def dx(f: Any, x: Any) -> Any:
+            leaf = x.detach().clone().requires_grad_(True)
+            (g,) = torch.autograd.grad(f(leaf).sum(), [leaf])
+            return g
+
+        ns.update(
+            torch=torch,
+            t16=lambda a: torch.tensor(np.asarray(a, np.float32), dtype=torch.float16),
+            bf16=lambda a: torch.tensor(np.asarray(a, np.float32), dtype=torch.bfloat16),
+            dx=dx,
+        )
+    if importlib.util.find_spec("jax") is not None:
+        import jax
+        import jax.numpy as jnp
+
+        ns.update(jax=jax, jnp=jnp)
+    return ns
+
+
+def _as_float64(a: Any) -> Any:
+    if isinstance(a, bool | int | float):
+        return a
+    if hasattr(a, "detach"):
+        return a.detach().float().numpy().astype(np.float64)
+    return np.asarray(a, dtype=np.float64)
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[r.case for r in ROWS])
+def test_row(row: Row) -> None:
+    if row.call.startswith("see "):
+        name = row.call.removeprefix("see ")
+        assert callable(getattr(test_edges, name, None)), f"{name} is not in tests/test_edges.py"
+        assert row.result == "checked by tests/test_edges.py"
+        return
+    needs = row.backend.split(" ")[0]
+    if needs != "numpy" and importlib.util.find_spec(needs) is None:
+        pytest.skip(f"needs {needs}")
+    if row.backend == "jax (x32)":
+        import jax
+
+        if jax.config.read("jax_enable_x64"):
+            pytest.skip("a JAX without x64 row")
+    ns = _namespace()
+    if row.result.startswith("raises "):
+        exc_name, _, text = row.result.removeprefix("raises ").partition(": ")
+        exc = {"ValueError": ValueError, "TypeError": TypeError}[exc_name]
+        with pytest.raises(exc) as info:
+            eval(row.call, ns)
+        assert text in str(info.value)
+        return
+    got = _as_float64(eval(row.call, ns))
+    if row.result.startswith("returns ≈ "):
+        want = eval(row.result.removeprefix("returns ≈ "), {})
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+    else:
+        want = eval(row.result.removeprefix("returns "), {"nan": np.nan, "inf": np.inf})
+        if isinstance(want, bool):
+            assert got is want
+        else:
+            np.testing.assert_array_equal(got, np.asarray(want, dtype=np.float64))
