@@ -21,6 +21,10 @@ def create_transforms(
     points: Array,
     weights: Array | None = None,
     *,
+    method: str = "rank",
+    bandwidth: Any = None,
+    n_knots: int | None = None,
+    span_ratio: float | None = None,
     xp: ModuleType | None = None,
     knot_grad: KnotGrad = "exact",
     min_gap: float | None = None,
@@ -42,6 +46,23 @@ def create_transforms(
         Non-negative weights, not all zero.  The ranks become the cumulative
         weights in each column's sort order, scaled so that ``t[-1] = N / (N
         + 1)``; uniform weights give exactly the unweighted ``t``.
+    method : {"rank", "kernel"}
+        ``"kernel"``: the kernel-density CDF ``u(q) = clip((F(q) - F(lo)) /
+        (F(hi) - F(lo)), 0, 1)`` with ``F(q) = sum_i w_i Phi((q - p_i) / h)``
+        per column, within 1e-12 of the exact sum in float64 for ``h <=
+        span`` (see ``docs/kernel-transform.md`` and
+        :mod:`knotsafe._lib._kernel_cdf`).
+    bandwidth : float or array of shape (D,)
+        ``h`` in data units, required for (and only for) ``method="kernel"``.
+    n_knots : int, optional
+        ``method="kernel"`` only: invert by linear interpolation on
+        ``n_knots`` knots ``lo + linspace(0, 1, n_knots) * (hi - lo)``
+        (PyAutoArray's table inverse) instead of the exact inverse.
+    span_ratio : float, optional
+        ``method="kernel"`` only: a static upper bound on ``(max - min) /
+        bandwidth`` per column, which sizes the node grid; required when the
+        points or bandwidth are traced (``jax.jit``), where a column
+        exceeding it gives NaN.
     xp : namespace, optional
         Array namespace (numpy, jax.numpy, torch, array_api_strict, ...);
         default inferred from ``points``.
@@ -97,6 +118,17 @@ def create_transforms(
 
     raw = arrays.get("weights")
     weights_ = None if raw is None else ns.check_weights(xp_, raw, n, dtype, weights_name)
+    if method == "kernel":
+        from knotsafe._lib._kernel_transform import kernel_transforms
+
+        return kernel_transforms(
+            xp_, pts, weights_, bandwidth, n_knots=n_knots, span_ratio=span_ratio, knot_grad=knot_grad, min_gap=gap
+        )
+    if method != "rank":
+        raise ValueError(f"`method` must be 'rank' or 'kernel', got {method!r}")
+    for name, value in (("bandwidth", bandwidth), ("n_knots", n_knots), ("span_ratio", span_ratio)):
+        if value is not None:
+            raise TypeError(f"`{name}` applies to method='kernel' only")
     knots, rank_rows = rank_knots(xp_, pts, weights_)
 
     def apply(q: Array, name: str, inverse: bool) -> Array:
