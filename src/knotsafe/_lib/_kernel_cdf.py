@@ -144,8 +144,14 @@ def build(xp: ModuleType, points: Array, weights: Array | None, h: Array, grid: 
     w = xp.full((n,), 1.0 / n, dtype=dtype, device=dev) if weights is None else weights / xp.sum(weights)
     lo = xp.min(points, axis=0)
     hi = xp.max(points, axis=0)
-    delta = h / C
-    x0 = lo - delta
+    # The grid is a constant to autodiff (stop_gradient): node positions do
+    # not move with h or lo, so the derivative of the interpolant with
+    # respect to any parameter is the interpolant of the derivative of F,
+    # accurate to the same relative order.  (A grid that stretched with h
+    # would add (distance from x0) / h times the interpolation error.)
+    delta = sg(h) / C
+    x0 = sg(lo) - delta
+    rho = (delta / h)[None, :, None]  # value 1 / C, derivative -delta / h^2
     pos = (points - x0) / delta  # (N, D)
     cell = xp.clip(xp.floor(sg(pos)), 0.0, float(grid - 2))
     frac = pos - cell
@@ -153,13 +159,13 @@ def build(xp: ModuleType, points: Array, weights: Array | None, h: Array, grid: 
 
     j = xp.arange(-_M + 1, _M + 1, dtype=itype, device=dev)  # (S,)
     jf = xp.astype(j, dtype)
-    z = (jf[None, None, :] - frac[:, :, None]) / C  # (N, D, S): (node - point) / h
+    z = (jf[None, None, :] - frac[:, :, None]) * rho  # (N, D, S): (node - point) / h
     wz = w[:, None, None]
     phi = xp.exp(-0.5 * z * z) * _INV_SQRT2PI
     step = xp.where(j > 0, xp.asarray(-0.5, dtype=dtype, device=dev), xp.asarray(0.5, dtype=dtype, device=dev))
     r = 0.5 * hooks.erf(xp, z * _INV_SQRT2) + step[None, None, :]
-    wphi = wz * phi
-    vals = xp.stack([wz * r, wphi / C, -(z * wphi) / C**2, (z * z - 1.0) * wphi / C**3])  # (4, N, D, S)
+    wphi = wz * phi * rho
+    vals = xp.stack([wz * r, wphi, -(z * wphi) * rho, (z * z - 1.0) * wphi * rho * rho])  # (4, N, D, S)
 
     k = b[:, :, None] + j[None, None, :]
     k = xp.where((k >= 0) & (k < grid), k, xp.full_like(k, grid))
@@ -175,7 +181,7 @@ def build(xp: ModuleType, points: Array, weights: Array | None, h: Array, grid: 
     cum = xp.cumulative_sum(xp.reshape(hist, (dim, grid + 1)), axis=1)
     table = xp.concat([xp.reshape(nodes[0, ...] + cum, (-1,)), xp.reshape(nodes[1:, ...], (-1,))])
 
-    ok = ((hi - lo) / delta <= float(grid - 4)) & (hi > lo)
+    ok = (sg(hi - lo) / delta <= float(grid - 4)) & (hi > lo)
     tabs = KernelTables(xp, hooks, grid, dim, table, x0, delta, lo, hi, lo, hi, ok)
     ends = evaluate(tabs, xp.stack([lo, hi]))[0]
     return KernelTables(xp, hooks, grid, dim, table, x0, delta, lo, hi, ends[0, :], ends[1, :], ok)
@@ -285,6 +291,7 @@ def inverse(tabs: KernelTables, v: Array) -> Array:
     delta = sg(tabs.delta)
     root = sg(_clamped(xp, sg(tabs.x0) + (xp.astype(cell, v.dtype) + s) * delta, sg(tabs.lo), sg(tabs.hi)))
     f, fprime = evaluate(tabs, root)
-    x = root - hooks.safe_slope(xp, f - target, fprime, sg(fprime) > 0)
+    # The step is at rounding level; clamping keeps x in [lo, hi] exactly (v = 0, 1).
+    x = _clamped(xp, root - hooks.safe_slope(xp, f - target, fprime, sg(fprime) > 0), tabs.lo, tabs.hi)
     bad = xp.isnan(v) | ~xp.broadcast_to(tabs.ok, v.shape)
     return xp.where(bad, xp.full_like(x, math.nan), x)
