@@ -16,6 +16,7 @@ import array_api_compat as compat
 
 from knotsafe._lib import _kernel_cdf as kc
 from knotsafe._lib import _namespace as ns
+from knotsafe.backends import hooks_for
 from knotsafe.interp import KnotGrad, interp_checked
 
 Array = Any
@@ -70,7 +71,8 @@ def _grid_for(xp: ModuleType, points: Array, h: Array, span_ratio: float | None)
         if not ratio > 0:
             raise ValueError(f"`span_ratio` must be positive, got {span_ratio!r}")
         return kc.grid_size(ratio)
-    ratio_arr = xp.max((xp.max(points, axis=0) - xp.min(points, axis=0)) / h)
+    sg = hooks_for(xp).stop_gradient
+    ratio_arr = sg(xp.max((xp.max(points, axis=0) - xp.min(points, axis=0)) / h))
     value = None
     if ns.holds(xp, ratio_arr >= 0) is not None:
         try:
@@ -142,3 +144,39 @@ def kernel_transforms(
         return xp.stack(cols, axis=1)
 
     return transform, inv_table
+
+
+def mesh_transforms(
+    xp: ModuleType,
+    scaled: Array,
+    weights: Array | None,
+    n: int,
+    transform: Any,
+    bandwidth: Any,
+    n_knots: Any,
+    knot_grad: KnotGrad,
+    min_gap: float | None,
+) -> tuple[Transform, Transform] | None:
+    """The rectangular mesh's kernel transforms, or None for ``transform="rank"``.
+
+    PyAutoArray's kernel mesh: on the normalised grid ``scaled`` (N, 2),
+    ``h = bandwidth * (max - min) / n`` per axis, and the inverse is the
+    ``n_knots`` table (exact with ``n_knots=None``).  ``span / h = n /
+    bandwidth`` is static, so the grid size is known under tracing too.
+    """
+    if transform == "rank":
+        if bandwidth != 1.0 or n_knots != 64:
+            raise TypeError("`bandwidth` and `n_knots` apply to transform='kernel' only")
+        return None
+    if transform != "kernel":
+        raise ValueError(f"`transform` must be 'rank' or 'kernel', got {transform!r}")
+    if isinstance(bandwidth, bool) or not isinstance(bandwidth, (int, float)):
+        raise TypeError(f"`bandwidth` must be a positive number (in units of span / n), got {bandwidth!r}")
+    bw = float(bandwidth)
+    if not (bw > 0 and bw < float("inf")):
+        raise ValueError(f"`bandwidth` must be positive and finite, got {bandwidth!r}")
+    h = bw * (xp.max(scaled, axis=0) - xp.min(scaled, axis=0)) / n
+    # +1: the computed span / h may round just above n / bandwidth.
+    return kernel_transforms(
+        xp, scaled, weights, h, n_knots=n_knots, span_ratio=n / bw + 1.0, knot_grad=knot_grad, min_gap=min_gap
+    )
