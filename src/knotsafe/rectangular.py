@@ -31,6 +31,7 @@ from typing import Any
 import array_api_compat as compat
 
 from knotsafe._lib import _namespace as ns
+from knotsafe._lib._kernel_transform import mesh_transforms
 from knotsafe.backends import hooks_for
 from knotsafe.interp import KnotGrad
 from knotsafe.transforms import Transform, create_transforms, rank_knots
@@ -152,6 +153,9 @@ def mappings_weights(
     xp: ModuleType | None = None,
     knot_grad: KnotGrad = "exact",
     min_gap: float | None = None,
+    transform: str = "rank",
+    bandwidth: float = 1.0,
+    n_knots: int | None = 64,
 ) -> tuple[Array, Array]:
     """Bilinear mesh corners and weights of every over-sampled point.
 
@@ -209,6 +213,16 @@ def mappings_weights(
         Array namespace; default inferred from the arrays.
     knot_grad, min_gap
         As in :func:`knotsafe.interp`, passed to the transforms.
+    transform : {"rank", "kernel"}
+        ``"kernel"``: PyAutoArray's kernel-density CDF mesh
+        (``create_transforms(method="kernel")`` on the normalised grid, see
+        ``docs/kernel-transform.md``).
+    bandwidth : float
+        ``transform="kernel"`` only: ``h = bandwidth * (max - min) / n`` per
+        axis of the normalised grid.
+    n_knots : int or None
+        ``transform="kernel"`` only: knots of the table inverse used by
+        :func:`pixel_centres` and :func:`pixel_areas` (None: exact inverse).
 
     Returns
     -------
@@ -247,6 +261,9 @@ def mappings_weights(
         xp=xp,
         knot_grad=knot_grad,
         min_gap=min_gap,
+        transform=transform,
+        bandwidth=bandwidth,
+        n_knots=n_knots,
     )
 
 
@@ -259,6 +276,9 @@ def _mappings_weights(
     xp: ModuleType | None = None,
     knot_grad: KnotGrad = "exact",
     min_gap: float | None = None,
+    transform: str = "rank",
+    bandwidth: float = 1.0,
+    n_knots: int | None = 64,
     _interp: PeerInterp | None = None,
 ) -> tuple[Array, Array]:
     """:func:`mappings_weights`, optionally through a peer interpolation.
@@ -278,11 +298,14 @@ def _mappings_weights(
     data, over, wmap = arrs["data_grid"], arrs["data_grid_over_sampled"], arrs.get("mesh_weight_map")
     mu, scale = _normalisation(xp_, data)
     scaled = (data - mu) / scale
-    if _interp is None:
-        transform, _ = create_transforms(scaled, wmap, xp=xp_, knot_grad=knot_grad, min_gap=gap)
+    kernel = mesh_transforms(xp_, scaled, wmap, n, transform, bandwidth, n_knots, knot_grad, gap)
+    if kernel is not None:
+        forward = kernel[0]
+    elif _interp is None:
+        forward, _ = create_transforms(scaled, wmap, xp=xp_, knot_grad=knot_grad, min_gap=gap)
     else:
-        transform = _peer_transform(xp_, scaled, wmap, _interp)
-    u = transform((over - mu) / scale)
+        forward = _peer_transform(xp_, scaled, wmap, _interp)
+    u = forward((over - mu) / scale)
     return _bilinear(xp_, n, (n - 3) * u + 1)
 
 
@@ -508,6 +531,7 @@ def _inverse_full(
     xp: ModuleType | None,
     knot_grad: KnotGrad,
     min_gap: float | None,
+    kernel_args: tuple[str, float, int | None] = ("rank", 1.0, 64),
 ) -> tuple[ModuleType, int, Array, Callable[[Array], Array]]:
     n = _grid_size(source_grid_size)
     xp_, arrs, gap = _resolve_mesh_inputs(
@@ -515,9 +539,13 @@ def _inverse_full(
     )
     data = arrs["data_grid"]
     mu, scale = _normalisation(xp_, data)
-    _, inv = create_transforms(
-        (data - mu) / scale, arrs.get("mesh_weight_map"), xp=xp_, knot_grad=knot_grad, min_gap=gap
-    )
+    kernel = mesh_transforms(xp_, (data - mu) / scale, arrs.get("mesh_weight_map"), n, *kernel_args, knot_grad, gap)
+    if kernel is not None:
+        inv = kernel[1]
+    else:
+        _, inv = create_transforms(
+            (data - mu) / scale, arrs.get("mesh_weight_map"), xp=xp_, knot_grad=knot_grad, min_gap=gap
+        )
 
     def inv_full(u: Array) -> Array:
         return inv(u) * scale + mu
@@ -546,6 +574,9 @@ def pixel_centres(
     xp: ModuleType | None = None,
     knot_grad: KnotGrad = "exact",
     min_gap: float | None = None,
+    transform: str = "rank",
+    bandwidth: float = 1.0,
+    n_knots: int | None = 64,
 ) -> Array:
     """Source-plane (y, x) positions of the mesh nodes, in flat pixel order.
 
@@ -566,7 +597,7 @@ def pixel_centres(
         :func:`mappings_weights`).
     mesh_weight_map : array, shape (N,), optional
         Weights of the ``data_grid`` points.
-    xp, knot_grad, min_gap
+    xp, knot_grad, min_gap, transform, bandwidth, n_knots
         As in :func:`mappings_weights`.
 
     Returns
@@ -586,7 +617,9 @@ def pixel_centres(
     (the unit-space nodes are constants): the positions are interpolated
     sorted data points, with :func:`knotsafe.interp`'s gradient rule.
     """
-    xp_, n, data, inv_full = _inverse_full(source_grid_size, data_grid, mesh_weight_map, xp, knot_grad, min_gap)
+    xp_, n, data, inv_full = _inverse_full(
+        source_grid_size, data_grid, mesh_weight_map, xp, knot_grad, min_gap, (transform, bandwidth, n_knots)
+    )
     nodes = inv_full(_unit_lines(xp_, n, data, n, 0.0))
     ys = xp_.broadcast_to(nodes[:, 0:1], (n, n))
     xs = xp_.broadcast_to(nodes[None, :, 1], (n, n))
@@ -601,6 +634,9 @@ def pixel_areas(
     xp: ModuleType | None = None,
     knot_grad: KnotGrad = "exact",
     min_gap: float | None = None,
+    transform: str = "rank",
+    bandwidth: float = 1.0,
+    n_knots: int | None = 64,
 ) -> Array:
     """Source-plane areas of the mesh cells, in flat pixel order.
 
@@ -613,7 +649,7 @@ def pixel_areas(
 
     Parameters
     ----------
-    source_grid_size, data_grid, mesh_weight_map, xp, knot_grad, min_gap
+    source_grid_size, data_grid, mesh_weight_map, xp, knot_grad, min_gap, transform, bandwidth, n_knots
         As in :func:`pixel_centres`.
 
     Returns
@@ -627,7 +663,9 @@ def pixel_areas(
     ValueError, TypeError
         As in :func:`mappings_weights`.
     """
-    xp_, n, data, inv_full = _inverse_full(source_grid_size, data_grid, mesh_weight_map, xp, knot_grad, min_gap)
+    xp_, n, data, inv_full = _inverse_full(
+        source_grid_size, data_grid, mesh_weight_map, xp, knot_grad, min_gap, (transform, bandwidth, n_knots)
+    )
     edges = inv_full(_unit_lines(xp_, n, data, n + 1, 0.5))
     heights = edges[:-1, 0] - edges[1:, 0]
     widths = edges[1:, 1] - edges[:-1, 1]
