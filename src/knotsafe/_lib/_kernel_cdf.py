@@ -165,21 +165,21 @@ def build(xp: ModuleType, points: Array, weights: Array | None, h: Array, grid: 
     step = xp.where(j > 0, xp.asarray(-0.5, dtype=dtype, device=dev), xp.asarray(0.5, dtype=dtype, device=dev))
     r = 0.5 * hooks.erf(xp, z * _INV_SQRT2) + step[None, None, :]
     wphi = wz * phi * rho
-    vals = xp.stack([wz * r, wphi, -(z * wphi) * rho, (z * z - 1.0) * wphi * rho * rho])  # (4, N, D, S)
+    vals = (wz * r, wphi, -(z * wphi) * rho, (z * z - 1.0) * wphi * rho * rho)
 
     k = b[:, :, None] + j[None, None, :]
-    k = xp.where((k >= 0) & (k < grid), k, xp.full_like(k, grid))
-    col = xp.arange(dim, dtype=itype, device=dev)[None, :, None] * (grid + 1)
-    row = (k + col)[None, ...] + xp.reshape(xp.arange(4, dtype=itype, device=dev), (4, 1, 1, 1)) * (dim * (grid + 1))
-    size = 4 * dim * (grid + 1)
-    nodes = hooks.scatter_add(xp, size, xp.reshape(row, (-1,)), xp.reshape(vals, (-1,)))
-    nodes = xp.reshape(nodes, (4, dim, grid + 1))
+    k = xp.where((k >= 0) & (k < grid), k, xp.full_like(k, grid))  # off-grid nodes go to the dump slot
+    row = xp.reshape(k + xp.arange(dim, dtype=itype, device=dev)[None, :, None] * (grid + 1), (-1,))
+    # One scatter per table with a shared index (no (4, N, D, S) stack).
+    nodes = [
+        xp.reshape(hooks.scatter_add(xp, dim * (grid + 1), row, xp.reshape(v, (-1,))), (dim, grid + 1)) for v in vals
+    ]
 
     # Step part: sum of the weights of points in cells below each node.
     hidx = xp.reshape(b + 1 + xp.arange(dim, dtype=itype, device=dev)[None, :] * (grid + 1), (-1,))
     hist = hooks.scatter_add(xp, dim * (grid + 1), hidx, xp.reshape(xp.broadcast_to(w[:, None], (n, dim)), (-1,)))
     cum = xp.cumulative_sum(xp.reshape(hist, (dim, grid + 1)), axis=1)
-    table = xp.concat([xp.reshape(nodes[0, ...] + cum, (-1,)), xp.reshape(nodes[1:, ...], (-1,))])
+    table = xp.concat([xp.reshape(nodes[0] + cum, (-1,)), *(xp.reshape(t, (-1,)) for t in nodes[1:])])
 
     ok = (sg(hi - lo) / delta <= float(grid - 4)) & (hi > lo)
     tabs = KernelTables(xp, hooks, grid, dim, table, x0, delta, lo, hi, lo, hi, ok)
