@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import knotsafe
-from knotsafe._lib import _special
+from knotsafe._lib import _kernel_nodes, _special
 from knotsafe.backends import hooks_for
 from tests import _support
 from tests.pyautoarray_kernel import kernel_cdf
@@ -96,9 +96,16 @@ def test_erf_hook_of_every_backend(xp: ModuleType) -> None:
 # ---------------------------------------------------------------------------
 
 
+@pytest.fixture(params=["direct", "moments"])
+def node_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways of building the node tables (by default chosen by cost)."""
+    monkeypatch.setattr(_kernel_nodes, "FORCE", request.param)
+    return str(request.param)
+
+
 @pytest.mark.parametrize("frac", FRACTIONS)
 @pytest.mark.parametrize("weighted", [False, True])
-def test_forward_matches_exact_sum(xp: ModuleType, frac: float, weighted: bool) -> None:
+def test_forward_matches_exact_sum(xp: ModuleType, frac: float, weighted: bool, node_path: str) -> None:
     _need_float64(xp)
     p, w = _data()
     h = frac * (p.max(axis=0) - p.min(axis=0))
@@ -239,7 +246,9 @@ def _knotsafe_fn(xp: ModuleType, inverse: bool = False) -> Any:
 
 
 @pytest.mark.parametrize("frac", [1e-3, 1 / 30, 1.0])
-def test_gradients_match_autodiff_of_exact_sum(autodiff: _support.AutoDiff, xp: ModuleType, frac: float) -> None:
+def test_gradients_match_autodiff_of_exact_sum(
+    autodiff: _support.AutoDiff, xp: ModuleType, frac: float, node_path: str
+) -> None:
     """d sum(u * c) / d (points, weights, h, q) equal autodiff of the exact sum to 1e-9 relative."""
     _need_float64(xp)
     p, w = _data()

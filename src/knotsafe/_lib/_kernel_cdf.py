@@ -49,6 +49,7 @@ from typing import Any
 
 import array_api_compat as compat
 
+from knotsafe._lib import _kernel_nodes
 from knotsafe.backends import BackendHooks, hooks_for
 
 Array = Any
@@ -151,29 +152,13 @@ def build(xp: ModuleType, points: Array, weights: Array | None, h: Array, grid: 
     # would add (distance from x0) / h times the interpolation error.)
     delta = sg(h) / C
     x0 = sg(lo) - delta
-    rho = (delta / h)[None, :, None]  # value 1 / C, derivative -delta / h^2
     pos = (points - x0) / delta  # (N, D)
     cell = xp.clip(xp.floor(sg(pos)), 0.0, float(grid - 2))
     frac = pos - cell
     b = xp.astype(cell, itype)
 
     j = xp.arange(-_M + 1, _M + 1, dtype=itype, device=dev)  # (S,)
-    jf = xp.astype(j, dtype)
-    z = (jf[None, None, :] - frac[:, :, None]) * rho  # (N, D, S): (node - point) / h
-    wz = w[:, None, None]
-    phi = xp.exp(-0.5 * z * z) * _INV_SQRT2PI
-    step = xp.where(j > 0, xp.asarray(-0.5, dtype=dtype, device=dev), xp.asarray(0.5, dtype=dtype, device=dev))
-    r = 0.5 * hooks.erf(xp, z * _INV_SQRT2) + step[None, None, :]
-    wphi = wz * phi * rho
-    vals = (wz * r, wphi, -(z * wphi) * rho, (z * z - 1.0) * wphi * rho * rho)
-
-    k = b[:, :, None] + j[None, None, :]
-    k = xp.where((k >= 0) & (k < grid), k, xp.full_like(k, grid))  # off-grid nodes go to the dump slot
-    row = xp.reshape(k + xp.arange(dim, dtype=itype, device=dev)[None, :, None] * (grid + 1), (-1,))
-    # One scatter per table with a shared index (no (4, N, D, S) stack).
-    nodes = [
-        xp.reshape(hooks.scatter_add(xp, dim * (grid + 1), row, xp.reshape(v, (-1,))), (dim, grid + 1)) for v in vals
-    ]
+    nodes = _kernel_nodes.node_tables(xp, hooks, w, b, frac, delta / h, j, grid)
 
     # Step part: sum of the weights of points in cells below each node.
     hidx = xp.reshape(b + 1 + xp.arange(dim, dtype=itype, device=dev)[None, :] * (grid + 1), (-1,))
