@@ -257,6 +257,10 @@ def test_gradients_match_autodiff_of_exact_sum(
     span = p.max(axis=0) - p.min(axis=0)
     h = frac * span
     q = _queries(p, 60)
+    # u has kinks at lo and hi (the clip), where the derivative is one-sided and
+    # the frameworks' conventions differ (JAX's clip gives 1/2 at a tie): no
+    # query may sit exactly on a column's min or max.
+    q = q[~((q == p.min(axis=0)) | (q == p.max(axis=0))).any(axis=1)]
     c = np.random.default_rng(5).normal(size=q.shape)
     args = [_support.asarray(xp, a) for a in (p, w, h, q)]
     cc = _support.asarray(xp, c)
