@@ -414,3 +414,24 @@ def test_bad_arguments_raise(xp: ModuleType) -> None:
     t, _ = knotsafe.create_transforms(pts, method="kernel", bandwidth=1.0)
     with pytest.raises(ValueError, match="shape"):
         t(_support.asarray(xp, np.zeros((3, 3))))
+
+
+def test_traced_points_need_span_ratio() -> None:
+    """Under jax.jit the grid size cannot be read from the data: a clear error, not a guess."""
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+
+    p = jnp.asarray(_data()[0], dtype=jnp.float32)
+    with pytest.raises(ValueError, match="span_ratio"):
+        jax.jit(lambda pp: knotsafe.create_transforms(pp, method="kernel", bandwidth=1.0)[0](pp))(p)
+
+
+def test_float32_gradients_finite(autodiff: _support.AutoDiff, xp: ModuleType) -> None:
+    """float32 gradients with respect to points, weights, bandwidth and queries are finite and non-zero."""
+    p, w = _data()
+    h = (p.max(axis=0) - p.min(axis=0)) / 30
+    q = _queries(p, 60)[:60]
+    args = [_support.asarray(xp, a, "float32") for a in (p, w, h, q)]
+    grads = autodiff.grad(_knotsafe_fn(xp), args, [0, 1, 2, 3])
+    for g in grads:
+        assert np.isfinite(g).all() and np.abs(g).max() > 0
