@@ -19,9 +19,12 @@ and bandwidth ``h_d``::
    fixed stencil of ``S = 2 * 9 * C = 144`` nodes around it.  One
    scatter-add (the backend hook) builds the node tables of ``F``,
    ``delta F'``, ``delta^2 F''`` and ``delta^3 F'''``.  Cost O(N S) in time
-   and memory, plus O(G) for the grid of ``G ~ C span / h`` nodes.
+   and memory, plus O(G) for the grid of ``G ~ C span / h`` nodes.  When
+   the grid is small next to N, :mod:`knotsafe._lib._kernel_nodes` sums the
+   same stencils as a convolution of per-cell moments instead (O(N + G S)).
 3. A query is the two-point Hermite interpolant of degree 7 (values and
-   three derivatives at the bracketing nodes): O(1) per query.
+   three derivatives at the bracketing nodes), whose monomial coefficients
+   are tabulated per cell: 8 gathers and a Horner sum per query.
 
 Error bound.  The degree-7 Hermite remainder is ``F^(8)(xi) (x - a)^4 (x -
 b)^4 / 8!`` ``<= delta^8 max|F^(8)| / (8! 4^4)``, and ``|F^(8)| <= max_z
