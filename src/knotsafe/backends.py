@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BackendHooks",
+    "generic_erf",
     "generic_is_concrete",
     "generic_linearize",
     "generic_safe_slope",
@@ -99,6 +100,13 @@ def generic_scatter_add(xp: Namespace, size: int, index: Array, src: Array) -> A
     ends = xp.searchsorted(keys, bins, side="right")
     starts = xp.searchsorted(keys, bins, side="left")
     return xp.take(csum, ends) - xp.take(csum, starts)
+
+
+def generic_erf(xp: Namespace, x: Array) -> Array:
+    """``erf(x)`` elementwise with standard operations only (W. J. Cody's approximations)."""
+    from knotsafe._lib._special import erf
+
+    return erf(xp, x)
 
 
 def generic_linearize(hooks: BackendHooks, rule: InterpRule, x: Array, knots: Array, values: Array) -> Array:
@@ -170,6 +178,10 @@ class BackendHooks:
         ``(hooks, rule, x, knots, values) -> out``: evaluate the interpolation
         with the gradient rule attached.  Backends override it with a native
         custom derivative (``jax.custom_jvp``, ``torch.autograd.Function``).
+    erf
+        ``(xp, x) -> erf(x)`` elementwise, differentiable where the backend
+        is (used by the kernel-density transform); default
+        :func:`generic_erf`, standard-only and within a few ulp.
     extras
         Free-form data for a backend's own use; knotsafe never reads it.
     """
@@ -184,6 +196,7 @@ class BackendHooks:
     forward: Forward | None = None
     is_concrete: Callable[[Array], bool] = generic_is_concrete
     linearize: Linearize = generic_linearize
+    erf: Callable[[Namespace, Array], Array] = generic_erf
     extras: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def replace(self, **changes: Any) -> BackendHooks:

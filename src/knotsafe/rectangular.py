@@ -32,6 +32,7 @@ from typing import Any
 import array_api_compat as compat
 
 from knotsafe._lib import _checks, _dtypes, _namespace
+from knotsafe._lib._kernel_transform import check_mesh_kernel, mesh_transforms
 from knotsafe.backends import hooks_for
 from knotsafe.interp import KnotGrad
 from knotsafe.transforms import Transform, rank_transform
@@ -86,6 +87,9 @@ class _MeshInputs:
     knot_grad: str
     min_gap: float | None
     bad: Array | None = None  # unread verdict of the data checks (under tracing)
+    transform: str = "rank"
+    bandwidth: float = 1.0
+    n_knots: int | None = 64
 
 
 def _mesh_inputs(
@@ -96,6 +100,9 @@ def _mesh_inputs(
     xp: ModuleType | None,
     knot_grad: str,
     min_gap: float | None,
+    transform: str = "rank",
+    bandwidth: Any = 1.0,
+    n_knots: Any = 64,
 ) -> _MeshInputs:
     """Validate the arguments of the mesh functions (reads each array at most once).
 
@@ -103,6 +110,7 @@ def _mesh_inputs(
     (finite grids, spread, weights) run on concrete arrays only.
     """
     n = _grid_size(source_grid_size)
+    bandwidth, n_knots = check_mesh_kernel(transform, bandwidth, n_knots)
     arrays = {"data_grid": data_grid, "data_grid_over_sampled": data_grid_over_sampled}
     xp_, arrs = _namespace.resolve({**arrays, "mesh_weight_map": mesh_weight_map}, xp)
     _namespace.check_knot_grad(knot_grad)
@@ -128,7 +136,8 @@ def _mesh_inputs(
         _dtypes.result_dtype(xp_, {"mesh_weight_map": weights})
         weights = xp_.astype(weights, comp, copy=False)
         verdicts.append(_checks.check_weights(xp_, "mesh_weight_map", weights, data.shape[0]))
-    return _MeshInputs(xp_, n, data, over, weights, dtype, knot_grad, gap, _checks.any_bad(verdicts))
+    bad = _checks.any_bad(verdicts)
+    return _MeshInputs(xp_, n, data, over, weights, dtype, knot_grad, gap, bad, transform, bandwidth, n_knots)
 
 
 # --------------------------------------------------------------------------
@@ -158,6 +167,23 @@ def _normalisation(xp: ModuleType, data_grid: Array) -> tuple[Array, Array]:
     return mu, scale
 
 
+def _unit_transforms(inputs: _MeshInputs, scaled: Array) -> tuple[Transform, Transform]:
+    """Forward and inverse unit-space transforms of the normalised data grid (rank or kernel CDF)."""
+    if inputs.transform == "kernel":
+        return mesh_transforms(
+            inputs.xp,
+            scaled,
+            inputs.weights,
+            inputs.n,
+            inputs.bandwidth,
+            inputs.n_knots,
+            knot_grad=inputs.knot_grad,
+            min_gap=inputs.min_gap,
+        )
+    ranks = rank_transform(inputs.xp, scaled, inputs.weights, knot_grad=inputs.knot_grad, min_gap=inputs.min_gap)
+    return ranks.forward, ranks.inverse
+
+
 def _index_coordinates(inputs: _MeshInputs, transform_of: TransformOf | None = None) -> Array:
     """Index-space coordinates ``(n - 3) * u + 1`` (K, 2) of the over-sampled grid.
 
@@ -168,13 +194,7 @@ def _index_coordinates(inputs: _MeshInputs, transform_of: TransformOf | None = N
     xp, n = inputs.xp, inputs.n
     mu, scale = _normalisation(xp, inputs.data)
     scaled = (inputs.data - mu) / scale
-    transform: Transform
-    if transform_of is None:
-        transform = rank_transform(
-            xp, scaled, inputs.weights, knot_grad=inputs.knot_grad, min_gap=inputs.min_gap
-        ).forward
-    else:
-        transform = transform_of(scaled, inputs.weights)
+    transform = _unit_transforms(inputs, scaled)[0] if transform_of is None else transform_of(scaled, inputs.weights)
     if inputs.over is None:
         raise TypeError("`data_grid_over_sampled` is required")
     u = transform((inputs.over - mu) / scale)
@@ -195,6 +215,9 @@ def mappings_weights(
     xp: ModuleType | None = None,
     knot_grad: KnotGrad = "exact",
     min_gap: float | None = None,
+    transform: str = "rank",
+    bandwidth: float = 1.0,
+    n_knots: int | None = 64,
 ) -> tuple[Array, Array]:
     """Bilinear mesh corners and weights of every over-sampled point.
 
@@ -255,6 +278,16 @@ def mappings_weights(
         Array namespace; default inferred from the arrays.
     knot_grad, min_gap
         As in :func:`knotsafe.interp`, passed to the transforms.
+    transform : {"rank", "kernel"}
+        ``"kernel"``: PyAutoArray's kernel-density CDF mesh
+        (``create_transforms(method="kernel")`` on the normalised grid, see
+        ``docs/kernel-transform.md``).
+    bandwidth : float
+        ``transform="kernel"`` only: ``h = bandwidth * (max - min) / n`` per
+        axis of the normalised grid.
+    n_knots : int or None
+        ``transform="kernel"`` only: knots of the table inverse used by
+        :func:`pixel_centres` and :func:`pixel_areas` (None: exact inverse).
 
     Returns
     -------
@@ -290,7 +323,18 @@ def mappings_weights(
     hands its weight over continuously); its derivative jumps at cell edges
     and knots.
     """
-    inputs = _mesh_inputs(source_grid_size, data_grid, data_grid_over_sampled, mesh_weight_map, xp, knot_grad, min_gap)
+    inputs = _mesh_inputs(
+        source_grid_size,
+        data_grid,
+        data_grid_over_sampled,
+        mesh_weight_map,
+        xp,
+        knot_grad,
+        min_gap,
+        transform,
+        bandwidth,
+        n_knots,
+    )
     return _mappings_weights_checked(inputs)
 
 
@@ -512,12 +556,9 @@ def curvature_matrix(
 
 
 def _inverse_full(inputs: _MeshInputs) -> Callable[[Array], Array]:
-    """Unit-space (K, 2) -> source-plane (K, 2): inverse rank transform and normalisation."""
-    xp = inputs.xp
-    mu, scale = _normalisation(xp, inputs.data)
-    inv = rank_transform(
-        xp, (inputs.data - mu) / scale, inputs.weights, knot_grad=inputs.knot_grad, min_gap=inputs.min_gap
-    ).inverse
+    """Unit-space (K, 2) -> source-plane (K, 2): inverse transform and normalisation."""
+    mu, scale = _normalisation(inputs.xp, inputs.data)
+    inv = _unit_transforms(inputs, (inputs.data - mu) / scale)[1]
 
     def inv_full(u: Array) -> Array:
         return inv(u) * scale + mu
@@ -546,6 +587,9 @@ def pixel_centres(
     xp: ModuleType | None = None,
     knot_grad: KnotGrad = "exact",
     min_gap: float | None = None,
+    transform: str = "rank",
+    bandwidth: float = 1.0,
+    n_knots: int | None = 64,
 ) -> Array:
     """Source-plane (y, x) positions of the mesh nodes, in flat pixel order.
 
@@ -566,7 +610,7 @@ def pixel_centres(
         :func:`mappings_weights`).
     mesh_weight_map : array, shape (N,), optional
         Weights of the ``data_grid`` points.
-    xp, knot_grad, min_gap
+    xp, knot_grad, min_gap, transform, bandwidth, n_knots
         As in :func:`mappings_weights`.
 
     Returns
@@ -586,7 +630,9 @@ def pixel_centres(
     (the unit-space nodes are constants): the positions are interpolated
     sorted data points, with :func:`knotsafe.interp`'s gradient rule.
     """
-    inputs = _mesh_inputs(source_grid_size, data_grid, None, mesh_weight_map, xp, knot_grad, min_gap)
+    inputs = _mesh_inputs(
+        source_grid_size, data_grid, None, mesh_weight_map, xp, knot_grad, min_gap, transform, bandwidth, n_knots
+    )
     xp_, n = inputs.xp, inputs.n
     nodes = _checks.poison(xp_, inputs.bad, _inverse_full(inputs)(_unit_lines(xp_, n, inputs.data, n, 0.0)))
     ys = xp_.broadcast_to(nodes[:, 0:1], (n, n))
@@ -602,6 +648,9 @@ def pixel_areas(
     xp: ModuleType | None = None,
     knot_grad: KnotGrad = "exact",
     min_gap: float | None = None,
+    transform: str = "rank",
+    bandwidth: float = 1.0,
+    n_knots: int | None = 64,
 ) -> Array:
     """Source-plane areas of the mesh cells, in flat pixel order.
 
@@ -614,7 +663,7 @@ def pixel_areas(
 
     Parameters
     ----------
-    source_grid_size, data_grid, mesh_weight_map, xp, knot_grad, min_gap
+    source_grid_size, data_grid, mesh_weight_map, xp, knot_grad, min_gap, transform, bandwidth, n_knots
         As in :func:`pixel_centres`.
 
     Returns
@@ -628,7 +677,9 @@ def pixel_areas(
     ValueError, TypeError
         As in :func:`mappings_weights`.
     """
-    inputs = _mesh_inputs(source_grid_size, data_grid, None, mesh_weight_map, xp, knot_grad, min_gap)
+    inputs = _mesh_inputs(
+        source_grid_size, data_grid, None, mesh_weight_map, xp, knot_grad, min_gap, transform, bandwidth, n_knots
+    )
     xp_, n = inputs.xp, inputs.n
     edges = _checks.poison(xp_, inputs.bad, _inverse_full(inputs)(_unit_lines(xp_, n, inputs.data, n + 1, 0.5)))
     heights = edges[:-1, 0] - edges[1:, 0]

@@ -7,6 +7,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import jax.scipy.special
 
 from knotsafe._lib._rule import InterpRule
 from knotsafe.backends import BackendHooks
@@ -46,6 +47,10 @@ def _scatter_add(xp: Any, size: int, index: Any, src: Any) -> Any:
     return jnp.zeros_like(src, shape=(size,)).at[index].add(src)
 
 
+def _erf(xp: Any, x: Any) -> Any:
+    return jax.scipy.special.erf(x)
+
+
 def make_hooks() -> BackendHooks:
     return BackendHooks(
         "jax",
@@ -54,4 +59,5 @@ def make_hooks() -> BackendHooks:
         is_concrete=lambda a: not isinstance(a, jax.core.Tracer),
         linearize=_linearize,
         scatter_add=_scatter_add,
+        erf=_erf,
     )

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import numpy as np
 
-from knotsafe.backends import BackendHooks
+from knotsafe.backends import BackendHooks, generic_erf
+
+_scipy_erf: Any = None
 
 
 def _forward(x: Any, knots: Any, values: Any, left: float | None, right: float | None) -> Any:
@@ -23,5 +26,18 @@ def _scatter_add(xp: Any, size: int, index: Any, src: Any) -> Any:
     return out
 
 
+def _erf(xp: Any, x: Any) -> Any:
+    # SciPy is optional: imported on first use, never at `import knotsafe`.
+    global _scipy_erf
+    if _scipy_erf is None:
+        try:
+            _scipy_erf = importlib.import_module("scipy.special").erf
+        except ImportError:
+            _scipy_erf = False
+    if _scipy_erf is False:
+        return generic_erf(xp, x)
+    return _scipy_erf(x)
+
+
 def make_hooks() -> BackendHooks:
-    return BackendHooks("numpy", forward=_forward, scatter_add=_scatter_add)
+    return BackendHooks("numpy", forward=_forward, scatter_add=_scatter_add, erf=_erf)

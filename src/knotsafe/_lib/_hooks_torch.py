@@ -102,6 +102,10 @@ def _searchsorted(xp: Any, knots: Any, x: Any) -> Any:
     return torch.searchsorted(knots.contiguous(), x.contiguous(), right=True)
 
 
+def _erf(xp: Any, x: Any) -> Any:
+    return torch.special.erf(x)
+
+
 def make_hooks() -> BackendHooks:
     return BackendHooks(
         "torch",
@@ -111,4 +115,5 @@ def make_hooks() -> BackendHooks:
         linearize=_linearize,
         scatter_add=_scatter_add,
         take=_take,
+        erf=_erf,
     )
