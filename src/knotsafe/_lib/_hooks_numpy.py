@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from knotsafe.backends import BackendHooks
+from knotsafe._lib._hooks import BackendHooks
 
 
 def _forward(x: Any, knots: Any, values: Any, left: float | None, right: float | None) -> Any:
