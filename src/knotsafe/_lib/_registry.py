@@ -13,6 +13,7 @@ this module imports only :mod:`knotsafe._lib._hooks` at module level, and the
 
 from __future__ import annotations
 
+import sys
 import threading
 import warnings
 from collections.abc import Callable
@@ -142,6 +143,12 @@ def _load_entry_point(xp: Namespace) -> None:
             register(ep.name, ep.load())
 
 
+def _compiling() -> bool:
+    # The one framework probe here: without torch loaded nothing is compiling.
+    torch = sys.modules.get("torch")
+    return torch is not None and bool(torch.compiler.is_compiling())
+
+
 def hooks_for(xp: Namespace) -> BackendHooks:
     """Return the hooks for an array namespace (thread-safe, cached).
 
@@ -162,6 +169,12 @@ def hooks_for(xp: Namespace) -> BackendHooks:
     hit = _cache.get(key)
     if hit is not None and hit[0] is xp:
         return hit[1]
+    if _compiling():
+        # torch.compile cannot trace a lock, the entry-point scan or a store
+        # into the cache: build the hooks without caching (once per trace).
+        for entry in (*_user_entries, *_BUILTINS):
+            if entry.matches(xp):
+                return entry.factory()
     with _lock:
         hit = _cache.get(key)
         if hit is not None and hit[0] is xp:
