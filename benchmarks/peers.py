@@ -165,3 +165,86 @@ def torch_transform(points: Any, q: Any) -> list[Impl]:
         Impl("plain", _torch_pair(_torch_peer_transform, a, (0, 1))),
         Impl("knotsafe", _torch_pair(lambda p, q: knotsafe.create_transforms(p)[0](q), a, (0, 1))),
     ]
+
+
+# -------------------------------------------- per-subset gradients (issue #10)
+#: Differentiated arguments -> argnums; the lens case (x, knots) first.
+SUBSETS: dict[str, tuple[int, ...]] = {
+    "x,knots": (0, 1),
+    "x": (0,),
+    "knots": (1,),
+    "values": (2,),
+    "x,knots,values": (0, 1, 2),
+}
+
+
+def subset_mode(subset: str, prefix: str = "fwd+bwd") -> str:
+    return f"{prefix}[{subset}]"
+
+
+def jax_subsets(x: Any, k: Any, v: Any) -> list[Impl]:
+    """jax.jit(jax.grad) for each subset, knotsafe and jnp.interp; and knotsafe's
+    Hessian-vector product (forward over reverse) beside its gradient."""
+    import jax
+    import jax.numpy as jnp
+
+    a = (x, k, v)
+
+    def calls(f: Callable[..., Any]) -> dict[str, Any]:
+        out = {}
+        for name, argnums in SUBSETS.items():
+            g = jax.jit(jax.grad(lambda *z, f=f: f(*z).sum(), argnums=argnums))
+            out[subset_mode(name)] = lambda g=g: jax.block_until_ready(g(*a))
+        return out
+
+    def ks(x: Any, k: Any, v: Any) -> Any:
+        return knotsafe.interp(x, k, v)
+
+    second: dict[str, Any] = {}
+    for name, argnums in SUBSETS.items():
+
+        def loss(*z: Any) -> Any:
+            return (knotsafe.interp(*z) ** 2).sum()
+
+        grad = jax.grad(loss, argnums=argnums)
+        tangents = tuple(jnp.ones_like(a[i]) for i in argnums)
+
+        def hvp(*wrt: Any, argnums: tuple[int, ...] = argnums, grad: Any = grad, tangents: Any = tangents) -> Any:
+            def g_of(*w: Any) -> Any:
+                full = list(a)
+                for i, wi in zip(argnums, w, strict=True):
+                    full[i] = wi
+                return grad(*full)
+
+            return jax.jvp(g_of, wrt, tangents)[1]
+
+        h = jax.jit(hvp)
+        g1 = jax.jit(grad)
+        wrt = tuple(a[i] for i in argnums)
+        second[subset_mode(name, "2nd-order")] = lambda h=h, wrt=wrt: jax.block_until_ready(h(*wrt))
+        second[subset_mode(name, "1st-order")] = lambda g1=g1: jax.block_until_ready(g1(*a))
+    return [
+        Impl("jnp.interp", calls(lambda x, k, v: jnp.interp(x, k, v))),
+        Impl("knotsafe", calls(ks)),
+        Impl("knotsafe (hvp)", second),
+    ]
+
+
+def torch_subsets(x: Any, k: Any, v: Any, compiled: bool) -> list[Impl]:
+    """Forward + backward for each subset: eager (or torch.compile'd) knotsafe and
+    the searchsorted+gather peer."""
+    import torch
+
+    def calls(f: Callable[..., Any]) -> dict[str, Any]:
+        fn = torch.compile(f) if compiled else f
+        out = {}
+        for name, argnums in SUBSETS.items():
+            out[subset_mode(name, "compiled fwd+bwd" if compiled else "fwd+bwd")] = _torch_pair(fn, (x, k, v), argnums)[
+                "fwd+bwd"
+            ]
+        return out
+
+    return [
+        Impl("plain", calls(lambda x, k, v: plain_interp(x, k, v))),
+        Impl("knotsafe", calls(lambda x, k, v: knotsafe.interp(x, k, v))),
+    ]

@@ -57,6 +57,10 @@ TARGETS = {
     ("jax", "fwd+bwd", "jnp.interp"): 1.10,
     ("torch", "fwd+bwd", "plain"): 1.00,
 }
+for _m in ("x,knots", "x", "knots", "values", "x,knots,values"):
+    TARGETS[("jax", f"fwd+bwd[{_m}]", "jnp.interp")] = 1.10
+    TARGETS[("torch", f"fwd+bwd[{_m}]", "plain")] = 1.00
+    TARGETS[("torch", f"compiled fwd+bwd[{_m}]", "plain")] = 1.00
 MEMORY_TARGET = 8.0
 
 
@@ -165,6 +169,33 @@ def run_cases(args: argparse.Namespace, log: list[dict[str, Any]]) -> None:
             for name, t in res.items():
                 log.append(_row("searchsorted", "jax", dtype, "fwd", n, k, name, t))
             _progress("searchsorted", "jax", dtype, "fwd", res)
+
+
+def run_subsets(args: argparse.Namespace, log: list[dict[str, Any]]) -> None:
+    """One row per differentiated subset (lens case first), float64 lens grid."""
+    lens = lens_inputs()
+    n, k = lens["k"].size, lens["x"].size
+    dtype = "float64"
+    for backend in args.backends:
+        if backend == "numpy":
+            continue
+        x, kn, v = (to_backend(backend, lens[name], dtype) for name in ("x", "k", "v"))
+        groups = [peers.jax_subsets(x, kn, v)] if backend == "jax" else []
+        if backend == "torch":
+            groups = [peers.torch_subsets(x, kn, v, compiled=False)]
+            if not args.quick:
+                groups.append(peers.torch_subsets(x, kn, v, compiled=True))
+        for impls in groups:
+            modes = list(dict.fromkeys(m for i in impls for m in i.calls))
+            for mode in modes:
+                res = time_case([i for i in impls if mode in i.calls], mode, args.repeats)
+                if mode.startswith(("1st", "2nd")):
+                    # Second order against first order: one row, "peer" = the gradient.
+                    res = {("knotsafe" if mode.startswith("2nd") else "knotsafe 1st-order"): t for t in res.values()}
+                    mode = "2nd/1st-order" + mode[mode.index("[") :]
+                for name, t in res.items():
+                    log.append(_row("interp", backend, dtype, mode, n, k, name, t))
+                _progress("subsets", backend, dtype, mode, res)
 
 
 def _row(workload: str, backend: str, dtype: str, mode: str, n: int, k: int, impl: str, t: Any) -> dict[str, Any]:
@@ -449,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
         help="largest sweep size 10**e (default 6; 7 takes minutes per call)",
     )
     parser.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated subset of numpy,jax,torch")
-    parser.add_argument("--skip", default="", help="comma-separated parts to skip: cases,scaling,memory,plot")
+    parser.add_argument("--skip", default="", help="comma-separated parts to skip: subsets,cases,scaling,memory,plot")
     parser.add_argument("--out", type=Path, default=HERE / "results", help="folder for results.json / results.md")
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "bench_scaling.png")
     parser.add_argument("--memory-child", nargs=6, help=argparse.SUPPRESS)
@@ -473,6 +504,9 @@ def main(argv: list[str] | None = None) -> int:
     print("knotsafe benchmarks -- " + ", ".join(f"{k} {v}" for k, v in info.items()), flush=True)
     log: list[dict[str, Any]] = []
     start = time.perf_counter()
+    if "subsets" not in skip:
+        print("gradient per differentiated subset (lens grid, float64):", flush=True)
+        run_subsets(args, log)
     if "cases" not in skip:
         print("realistic workload (lens grid, N=15380 knots, K=246080 queries):", flush=True)
         run_cases(args, log)

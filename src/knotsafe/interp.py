@@ -7,8 +7,8 @@ from typing import Any, Literal
 
 from knotsafe._lib import _checks, _dtypes, _namespace
 from knotsafe._lib import _signature as sig
+from knotsafe._lib._registry import hooks_for
 from knotsafe._lib._rule import InterpRule
-from knotsafe.backends import hooks_for
 
 __all__ = ["interp"]
 
@@ -200,7 +200,7 @@ def interp_checked(
         # One knot is the degenerate bin [k, k]: the general code handles it.
         knots = xp.concat([knots, knots])
         values = xp.concat([values, values])
-    rule = InterpRule(xp, hooks.safe_slope, hooks.searchsorted, hooks.take, left, right, knot_grad, min_gap)
+    rule = InterpRule(xp, hooks, left, right, knot_grad, min_gap)
     if hooks.differentiable:
         out = hooks.linearize(hooks, rule, flat, knots, values)
     else:

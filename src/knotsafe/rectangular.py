@@ -33,7 +33,7 @@ import array_api_compat as compat
 
 from knotsafe._lib import _checks, _dtypes, _namespace
 from knotsafe._lib._kernel_transform import check_mesh_kernel, mesh_transforms
-from knotsafe.backends import hooks_for
+from knotsafe._lib._registry import hooks_for
 from knotsafe.interp import KnotGrad
 from knotsafe.transforms import Transform, rank_transform
 

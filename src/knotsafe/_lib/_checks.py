@@ -21,7 +21,7 @@ from types import ModuleType
 from typing import Any
 
 from knotsafe._lib._dtypes import default_int
-from knotsafe.backends import hooks_for
+from knotsafe._lib._registry import hooks_for
 
 Array = Any
 

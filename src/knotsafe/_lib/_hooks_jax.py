@@ -9,33 +9,39 @@ import jax
 import jax.numpy as jnp
 import jax.scipy.special
 
+from knotsafe._lib._hooks import BackendHooks
 from knotsafe._lib._rule import InterpRule
-from knotsafe.backends import BackendHooks
 
 
 @functools.lru_cache(maxsize=512)
 def _custom_interp(rule: InterpRule) -> Any:
+    # The custom function passes precomputed forward values through, so its
+    # jvp rule computes values and partials once (shared bracket) and can
+    # still return an output that is the custom function again.
     @jax.custom_jvp
-    def interp(x: Any, knots: Any, values: Any) -> Any:
-        return rule.value(x, knots, values)
+    def interp(x: Any, knots: Any, values: Any, out: Any) -> Any:
+        return out
 
     @interp.defjvp
     def interp_jvp(primals: Any, tangents: Any) -> Any:
-        x, knots, values = primals
-        x_dot, knots_dot, values_dot = tangents
+        x, knots, values, _ = primals
+        x_dot, knots_dot, values_dot, _ = tangents
         out, p = rule.value_and_partials(x, knots, values)
-        # Linear in the tangents, so JAX transposes it for reverse mode
-        # (the takes become scatter-adds).
-        moved = x_dot
-        if p.knot_grad:
-            moved = moved - (p.a0 * jnp.take(knots_dot, p.j) + p.a1 * jnp.take(knots_dot, p.j + 1))
-        t = p.dx * moved + p.a0 * jnp.take(values_dot, p.j) + p.a1 * jnp.take(values_dot, p.j + 1)
-        return out, t
+        # Second derivatives: an outer differentiation of this rule sees the
+        # custom rule again through `out`, and plain autodiff through the
+        # partials (differentiable functions of the primals, guarded
+        # divisions).  The tangent is linear in the input tangents, so JAX
+        # transposes it for reverse mode (the takes become scatter-adds).
+        out = interp(x, knots, values, jax.lax.stop_gradient(out))
+        return out, p.tangent(x_dot, knots_dot, values_dot)
+
+    def call(x: Any, knots: Any, values: Any) -> Any:
+        return interp(x, knots, values, jax.lax.stop_gradient(rule.value(x, knots, values)))
 
     # Compiled even when called eagerly: one dispatch instead of dozens, and
     # XLA's multiply-add contraction (an FMA changes the last bit) is then the
     # same with and without an outer jax.jit.
-    return jax.jit(interp)
+    return jax.jit(call)
 
 
 def _linearize(hooks: BackendHooks, rule: InterpRule, x: Any, knots: Any, values: Any) -> Any:

@@ -7,27 +7,20 @@ from typing import Any
 import torch
 import torch.autograd.forward_ad as _fwd_ad
 
-from knotsafe._lib._rule import InterpRule
-from knotsafe.backends import BackendHooks
-
-
-def _gather_combine(idx: Any, idx1: Any, c0: Any, c1: Any, tangent: Any) -> Any:
-    # index_select (not take) has a torch.func batching rule.
-    return c0 * torch.index_select(tangent, 0, idx) + c1 * torch.index_select(tangent, 0, idx1)
-
-
-def _scatter_pair(n: int, idx: Any, idx1: Any, g0: Any, g1: Any, alpha: int = 1) -> Any:
-    out = torch.zeros(n, dtype=g0.dtype, device=g0.device)
-    return out.index_add(0, idx, g0, alpha=alpha).index_add(0, idx1, g1, alpha=alpha)
+from knotsafe._lib._hooks import BackendHooks
+from knotsafe._lib._rule import InterpRule, Partials
 
 
 def _take(xp: Any, a: Any, idx: Any) -> Any:
     # The rule's indices are in range: skip array_api_compat's negative-index
-    # `where` (three passes over the queries per gather).
+    # `where` (three passes over the queries per gather).  index_select (not
+    # take) has a torch.func batching rule.
     return torch.index_select(a, 0, idx)
 
 
-class _Interp(torch.autograd.Function):
+class _InterpFunction(torch.autograd.Function):
+    """Forward values and reverse mode (the form torch.compile can trace)."""
+
     # The forward is made of torch operations only, so torch.func can derive
     # the vmap rule; partials travel as non-differentiable outputs because
     # setup_context (required by torch.func) cannot see forward's locals.
@@ -40,52 +33,64 @@ class _Interp(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx: Any, inputs: Any, output: Any) -> None:
-        _, knots, _, rule = inputs
+        x, knots, values, rule = inputs
         _, *partials = output
         ctx.mark_non_differentiable(*partials)
-        ctx.save_for_backward(*partials)
-        ctx.save_for_forward(*partials)
-        ctx.n = knots.shape[-1]
-        ctx.knot_grad = rule.knot_grad != "stop"
+        # The inputs are saved too: second derivatives recompute the partials
+        # from them with differentiable operations.
+        ctx.save_for_backward(x, knots, values, *partials)
+        ctx.save_for_forward(x, knots, values, *partials)
+        ctx.rule = rule
 
     @staticmethod
     def backward(ctx: Any, g: Any, *_: Any) -> Any:  # type: ignore[override]
-        j, dx, a0, a1 = ctx.saved_tensors
-        need_x, need_k, need_v, _ = ctx.needs_input_grad
-        gx = g * dx if need_x or need_k else None
-        j1 = j + 1 if need_v or need_k else None
-        gv = _scatter_pair(ctx.n, j, j1, g * a0, g * a1) if need_v else None
-        gk = None
-        if need_k and ctx.knot_grad:
-            # d/dknots = -dx times the value weights (see _rule.Partials).
-            gk = _scatter_pair(ctx.n, j, j1, gx * a0, gx * a1, alpha=-1)
-        elif need_k:
-            gk = torch.zeros(ctx.n, dtype=g.dtype, device=g.device)
-        return (gx if need_x else None), gk, gv, None
+        p = _partials(ctx)
+        n = ctx.saved_tensors[1].shape[-1]
+        return (*p.cotangent(g, n, tuple(ctx.needs_input_grad[:3])), None)
+
+
+class _Interp(_InterpFunction):
+    """The eager Function: adds forward mode (``torch.func.jvp``, ``jacfwd``)."""
 
     @staticmethod
     def jvp(ctx: Any, x_t: Any, knots_t: Any, values_t: Any, _: Any) -> Any:
-        j, dx, a0, a1 = ctx.saved_tensors
-        j1 = j + 1
-        moved = torch.zeros_like(dx) if x_t is None else x_t
-        if knots_t is not None and ctx.knot_grad:
-            moved = moved - _gather_combine(j, j1, a0, a1, knots_t)
-        t = dx * moved
-        if values_t is not None:
-            t = t + _gather_combine(j, j1, a0, a1, values_t)
-        return t, None, None, None, None
+        return _partials(ctx).tangent(x_t, knots_t, values_t), None, None, None, None
+
+
+def _partials(ctx: Any) -> Partials:
+    x, knots, values, j, dx, a0, a1 = ctx.saved_tensors
+    rule: InterpRule = ctx.rule
+    if torch.is_grad_enabled():
+        # A derivative of this derivative may be taken (create_graph=True,
+        # torch.func): the partials as differentiable functions of the inputs.
+        # Same arithmetic as the forward, so the same values.
+        return rule.value_and_partials(x, knots, values)[1]
+    return rule.partials(j, dx, a0, a1)
 
 
 def _plain_tensor(t: Any) -> bool:
-    """No autograd, forward-AD or torch.func information rides on ``t``."""
-    return not (
-        t.requires_grad
-        or torch._C._functorch.is_functorch_wrapped_tensor(t)
-        or (_fwd_ad._current_level >= 0 and _fwd_ad.unpack_dual(t).tangent is not None)  # type: ignore[no-untyped-call]
-    )
+    """No autograd, forward-AD or torch.func information rides on ``t``.
+
+    Uses two private torch APIs; if they are missing or raise, the answer is
+    False, so the autograd Function (always correct) is used.
+    """
+    if t.requires_grad:
+        return False
+    try:
+        wrapped = torch._C._functorch.is_functorch_wrapped_tensor(t)
+        dual = _fwd_ad._current_level >= 0 and _fwd_ad.unpack_dual(t).tangent is not None  # type: ignore[no-untyped-call]
+    except Exception:
+        return False
+    return not (wrapped or dual)
 
 
 def _linearize(hooks: BackendHooks, rule: InterpRule, x: Any, knots: Any, values: Any) -> Any:
+    if torch.compiler.is_compiling():
+        if not (x.requires_grad or knots.requires_grad or values.requires_grad):
+            return rule.value(x, knots, values)
+        # torch.compile cannot trace a Function with a jvp: reverse mode only
+        # (forward mode through a compiled function raises torch's own error).
+        return _InterpFunction.apply(x, knots, values, rule)[0]  # type: ignore[no-untyped-call]
     if _plain_tensor(x) and _plain_tensor(knots) and _plain_tensor(values):
         # Nothing can ask for a derivative: forward values only, without the
         # partials (same arithmetic as the Function's first output).
@@ -106,6 +111,11 @@ def _erf(xp: Any, x: Any) -> Any:
     return torch.special.erf(x)
 
 
+def _is_concrete(a: Any) -> bool:
+    # Reading values under torch.compile would break the graph.
+    return not torch.compiler.is_compiling()
+
+
 def make_hooks() -> BackendHooks:
     return BackendHooks(
         "torch",
@@ -116,4 +126,5 @@ def make_hooks() -> BackendHooks:
         scatter_add=_scatter_add,
         take=_take,
         erf=_erf,
+        is_concrete=_is_concrete,
     )

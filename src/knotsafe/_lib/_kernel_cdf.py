@@ -53,7 +53,8 @@ from typing import Any
 import array_api_compat as compat
 
 from knotsafe._lib import _kernel_nodes
-from knotsafe.backends import BackendHooks, hooks_for
+from knotsafe._lib._hooks import BackendHooks
+from knotsafe._lib._registry import hooks_for
 
 Array = Any
 

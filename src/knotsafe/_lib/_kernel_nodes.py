@@ -25,7 +25,7 @@ from typing import Any
 
 import array_api_compat as compat
 
-from knotsafe.backends import BackendHooks
+from knotsafe._lib._hooks import BackendHooks
 
 Array = Any
 

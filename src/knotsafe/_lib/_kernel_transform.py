@@ -16,7 +16,7 @@ import array_api_compat as compat
 
 from knotsafe._lib import _checks, _namespace
 from knotsafe._lib import _kernel_cdf as kc
-from knotsafe.backends import hooks_for
+from knotsafe._lib._registry import hooks_for
 from knotsafe.interp import interp_checked
 
 Array = Any

@@ -1,24 +1,36 @@
 """The interpolation rule: numpy.interp's forward value and knotsafe's gradient rule.
 
 This is the one place where the derivatives of piecewise-linear
-interpolation are defined.  Every backend evaluates them from here, either
-through ``stop_gradient`` (:func:`knotsafe.backends.generic_linearize`) or
-inside a native custom derivative (``jax.custom_jvp``,
-``torch.autograd.Function``), so all backends share one gradient rule.
+interpolation are defined *and assembled*.  :meth:`InterpRule.value_and_partials`
+computes the partials; :meth:`Partials.tangent` (forward mode) and
+:meth:`Partials.cotangent` (reverse mode) are the only places where they are
+combined with tangents and cotangents.  Every backend calls these two: the
+generic ``stop_gradient`` path (:func:`knotsafe._lib._hooks.generic_linearize`),
+the ``jax.custom_jvp`` and both directions of the ``torch.autograd.Function``.
 
 For a query ``x`` in the bin ``[k0, k1)`` with values ``f0, f1`` and
 ``w = (x - k0) / (k1 - k0)`` the output is ``f0 + (f1 - f0) * w`` and
 
-====================  ==============================  =====================
-partial               genuine bin (gap > threshold)   duplicate bin
-====================  ==============================  =====================
-d out / d x           slope = (f1 - f0) / (k1 - k0)   0
-d out / d f0, d f1    1 - w, w                        1 - w, w
-d out / d k0, d k1    -slope (1 - w), -slope w        0, 0
-====================  ==============================  =====================
+=======================  ==============================  =====================
+derivative               genuine bin (gap > threshold)   duplicate bin
+=======================  ==============================  =====================
+d out / d x              slope = (f1 - f0) / (k1 - k0)   0
+d out / d f0, d f1       1 - w, w                        1 - w, w
+d out / d k0, d k1       -slope (1 - w), -slope w        0, 0
+second derivatives       exact derivatives of the        0
+                         partials above (d2/dx2 = 0)
+=======================  ==============================  =====================
 
 so the knot partials are ``-(d out / d x)`` times the value weights
 (translation invariance: moving x and all knots together changes nothing).
+
+Second derivatives are the derivatives of this first-derivative rule: the
+partials are differentiable functions of ``x``, ``knots`` and ``values``
+(slope and barycentric weights), evaluated with guarded divisions so that no
+branch of any order is inf/NaN.  In duplicate bins the slope is the constant
+0 and the weights are constants, so every second derivative there is 0.
+With ``knot_grad="stop"`` the partials are computed from stop-gradiented
+knots: every derivative of any order with respect to the knots is 0.
 
 Outside ``[knots[0], knots[-1])`` the output is a constant (``left``,
 ``right`` or an end value): only the end value it copies gets weight 1.
@@ -26,11 +38,15 @@ Outside ``[knots[0], knots[-1])`` the output is a constant (``left``,
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import array_api_compat
+
+if TYPE_CHECKING:
+    from knotsafe._lib._hooks import BackendHooks
 
 Array = Any
 
@@ -41,6 +57,13 @@ Array = Any
 #: gap is below 3 eps max|knots| while the smallest genuine gap is ~1e7 larger.
 DUPLICATE_EPS_FACTOR = 8.0
 
+#: The one meaning of ``knot_grad``: mode name -> whether knot partials flow.
+KNOT_GRAD_MODES: dict[str, bool] = {"exact": True, "stop": False}
+
+# One NaN object: InterpRule is a cache key (the compiled JAX function), and
+# NaN != NaN, but tuples compare identical objects as equal.
+_NAN = float("nan")
+
 
 @dataclass(frozen=True)
 class Partials:
@@ -50,6 +73,10 @@ class Partials:
     knot index of the bin.  The knot partials are not stored: they are
     ``-dx * a0`` and ``-dx * a1`` (``dx`` is 0 wherever the weights are not
     the bin's barycentric ones), and zero when ``knot_grad`` is False.
+
+    The arrays are differentiable functions of the inputs they were computed
+    from, so differentiating :meth:`tangent` or :meth:`cotangent` again gives
+    the rule's second derivatives.
     """
 
     j: Array
@@ -57,6 +84,45 @@ class Partials:
     a0: Array
     a1: Array
     knot_grad: bool
+    hooks: BackendHooks
+    xp: ModuleType
+
+    def tangent(self, x_dot: Array | None, knots_dot: Array | None, values_dot: Array | None) -> Array:
+        """Forward mode: the output tangent for input tangents (None = zero)."""
+        xp, take, j = self.xp, self.hooks.take, self.j
+        moved = xp.zeros_like(self.dx) if x_dot is None else x_dot
+        if knots_dot is not None and self.knot_grad:
+            moved = moved - (self.a0 * take(xp, knots_dot, j) + self.a1 * take(xp, knots_dot, j + 1))
+        t = self.dx * moved
+        if values_dot is not None:
+            t = t + self.a0 * take(xp, values_dot, j) + self.a1 * take(xp, values_dot, j + 1)
+        return t
+
+    def cotangent(
+        self, g: Array, n: int, needs: tuple[bool, bool, bool] = (True, True, True)
+    ) -> tuple[Array | None, Array | None, Array | None]:
+        """Reverse mode: ``(gx, gknots, gvalues)`` for the output cotangent ``g``.
+
+        ``n`` is the number of knots; an entry of ``needs`` that is False
+        gives None.  Knot cotangents are zeros when ``knot_grad`` is False.
+        """
+        need_x, need_k, need_v = needs
+        xp = self.xp
+        gx = g * self.dx if need_x or need_k else None
+        gv = self._scatter_pair(n, g * self.a0, g * self.a1) if need_v else None
+        gk = None
+        if need_k and self.knot_grad:
+            assert gx is not None
+            # d/dknots = -dx times the value weights (see the table above).
+            gk = -self._scatter_pair(n, gx * self.a0, gx * self.a1)
+        elif need_k:
+            gk = xp.zeros((n,), dtype=g.dtype, device=array_api_compat.device(g))
+        return (gx if need_x else None), gk, gv
+
+    def _scatter_pair(self, n: int, c0: Array, c1: Array) -> Array:
+        # One scatter over both ends of each bin, in the order j then j + 1.
+        xp = self.xp
+        return self.hooks.scatter_add(xp, n, xp.concat([self.j, self.j + 1]), xp.concat([c0, c1]))
 
 
 @dataclass(frozen=True)
@@ -78,16 +144,21 @@ class InterpRule:
 
     ``x`` has shape ``(M,)``, ``knots`` and ``values`` shape ``(N,)`` with
     ``N >= 2`` (callers pad a single knot), all of one floating dtype.
+    Hashable: backends cache compiled functions per rule.
     """
 
     xp: ModuleType
-    safe_slope: Any
-    searchsorted: Any
-    take: Any
+    hooks: BackendHooks
     left: float | None
     right: float | None
     knot_grad: str
     min_gap: float | None
+
+    def __post_init__(self) -> None:
+        for name in ("left", "right"):
+            v = getattr(self, name)
+            if v is not None and math.isnan(v):
+                object.__setattr__(self, name, _NAN)
 
     def _bracket(self, x: Array, knots: Array, values: Array) -> tuple[Array, ...]:
         xp = self.xp
@@ -95,9 +166,9 @@ class InterpRule:
         # N - 2) directly, the lower index j of numpy's bin: no subtraction and
         # no clip over the queries.  (They differ only for NaN queries, whose
         # value is NaN and whose partials are all zero whatever the bin.)
-        j = self.searchsorted(xp, knots[1:-1], x)
+        j = self.hooks.searchsorted(xp, knots[1:-1], x)
         j1 = j + 1
-        take = self.take
+        take = self.hooks.take
         return j, take(xp, knots, j), take(xp, knots, j1), take(xp, values, j), take(xp, values, j1)
 
     def _forward(self, x: Array, knots: Array, values: Array, k0: Array, k1: Array, f0: Array, f1: Array) -> _Forward:
@@ -136,16 +207,35 @@ class InterpRule:
         return self._forward(x, knots, values, k0, k1, f0, f1).out
 
     def threshold(self, knots: Array) -> Array | float:
-        """Largest knot gap that counts as a duplicate (see DUPLICATE_EPS_FACTOR)."""
+        """Largest knot gap that counts as a duplicate (see DUPLICATE_EPS_FACTOR).
+
+        The scale is the largest *finite* knot magnitude: one infinite knot
+        must not turn every bin into a duplicate.
+        """
         if self.min_gap is not None:
             return self.min_gap
         xp = self.xp
         eps = xp.finfo(knots.dtype).eps
-        return xp.max(xp.abs(knots)) * (DUPLICATE_EPS_FACTOR * eps)
+        mag = xp.abs(knots)
+        mag = xp.where(xp.isfinite(mag), mag, xp.zeros_like(mag))
+        return xp.max(mag) * (DUPLICATE_EPS_FACTOR * eps)
+
+    def partials(self, j: Array, dx: Array, a0: Array, a1: Array) -> Partials:
+        """Partials from arrays an earlier :meth:`value_and_partials` returned."""
+        return Partials(j, dx, a0, a1, KNOT_GRAD_MODES[self.knot_grad], self.hooks, self.xp)
 
     def value_and_partials(self, x: Array, knots: Array, values: Array) -> tuple[Array, Partials]:
-        """Forward values and the gradient rule's partials (no autodiff inside)."""
+        """Forward values and the gradient rule's partials.
+
+        The partials are differentiable functions of the inputs (for second
+        derivatives); a caller that only needs first derivatives may pass
+        stop-gradiented inputs.
+        """
         xp = self.xp
+        knot_grad = KNOT_GRAD_MODES[self.knot_grad]
+        if not knot_grad:
+            # "stop": the knots are constants to every derivative of any order.
+            knots = self.hooks.stop_gradient(knots)
         j, k0, k1, f0, f1 = self._bracket(x, knots, values)
         fwd = self._forward(x, knots, values, k0, k1, f0, f1)
 
@@ -156,17 +246,23 @@ class InterpRule:
         # noise standing in for one (near-duplicates): its slope gets no
         # derivative, so d/dx and d/dknots are 0 there, while the forward value
         # stays numpy's and d/dvalues keeps the exact barycentric weights, which
-        # lie in [0, 1] for any gap.
-        genuine = inside & (fwd.gap > self.threshold(knots))
-        dx = self.safe_slope(xp, fwd.rise, fwd.gap, genuine)
-        w = xp.where(inside, fwd.d0 / fwd.safe_gap, zero)
-        one_minus_w = 1.0 - w
+        # lie in [0, 1] for any gap.  Those weights are constants there (their
+        # derivatives, of order 1/gap, are the slope's, which the rule drops),
+        # so every second derivative in a duplicate bin is 0.  A bin touching
+        # an infinite knot (gap inf or NaN) is treated as a duplicate too.
+        genuine = inside & (fwd.gap > self.threshold(knots)) & (fwd.gap < math.inf)
+        dx = self.hooks.safe_slope(xp, fwd.rise, fwd.gap, genuine)
+        # Double where: the differentiable division only ever sees genuine gaps.
+        one = xp.ones_like(x)
+        w_genuine = fwd.d0 / xp.where(genuine, fwd.gap, one)
+        w = xp.where(genuine, w_genuine, self.hooks.stop_gradient(fwd.d0 / fwd.safe_gap))
+        w = xp.where(inside, w, zero)
 
         # Outside the knots the output copies an end value (weight 1) or a
         # constant `left`/`right` (no weight on `values`).
         a1 = xp.where(inside, w, xp.astype(fwd.at_end, x.dtype))
-        a0 = xp.where(inside, one_minus_w, xp.astype(fwd.below, x.dtype) if self.left is None else zero)
-        return fwd.out, Partials(j, dx, a0, a1, self.knot_grad != "stop")
+        a0 = xp.where(inside, 1.0 - w, xp.astype(fwd.below, x.dtype) if self.left is None else zero)
+        return fwd.out, self.partials(j, dx, a0, a1)
 
 
 def _device(a: Array) -> Any:

@@ -1,0 +1,178 @@
+"""The backend-hook protocol and its standard-only implementations.
+
+:class:`BackendHooks` lists what knotsafe needs from an array library beyond
+the array API standard; the ``generic_*`` functions are the standard-only
+defaults every backend starts from.  Framework-specific overrides live in
+``_hooks_numpy``, ``_hooks_jax`` and ``_hooks_torch``; the lookup from a
+namespace to its hooks lives in :mod:`knotsafe._lib._registry`.  This module
+imports no framework and nothing else from knotsafe at run time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+import array_api_compat as compat
+
+from knotsafe._lib import _special
+
+if TYPE_CHECKING:
+    from knotsafe._lib._rule import InterpRule
+
+Array = Any
+Namespace = ModuleType
+
+
+def _identity(a: Array) -> Array:
+    return a
+
+
+def generic_safe_slope(xp: Namespace, rise: Array, run: Array, genuine: Array) -> Array:
+    """``rise / run`` where ``genuine``, else 0, with no inf/NaN in any branch.
+
+    The inner ``where`` keeps the division away from tiny or zero ``run`` so
+    that neither the value nor any derivative of the unselected branch can be
+    non-finite (the "double where" idiom: a single ``where`` still
+    back-propagates ``0 * inf = NaN`` from the branch it discards).
+    """
+    one = xp.ones_like(run)
+    return xp.where(genuine, rise / xp.where(genuine, run, one), xp.zeros_like(rise))
+
+
+def generic_is_concrete(a: Array) -> bool:
+    """Whether the values of ``a`` can be read now (not traced, not lazy)."""
+    return not compat.is_lazy_array(a)
+
+
+def generic_take(xp: Namespace, a: Array, index: Array) -> Array:
+    """``a[index]`` for a 1-D ``a`` and in-range integer ``index`` (standard API)."""
+    return xp.take(a, index)
+
+
+def generic_searchsorted(xp: Namespace, knots: Array, x: Array) -> Array:
+    """Right-sided ``searchsorted``: the number of knots ``<= x`` (standard API)."""
+    return xp.searchsorted(knots, x, side="right")
+
+
+def generic_scatter_add(xp: Namespace, size: int, index: Array, src: Array) -> Array:
+    """``out[i] = sum(src[index == i])`` for a 1-D ``out`` of length ``size``.
+
+    Standard-only and differentiable with respect to ``src``: sort the keys,
+    take a cumulative sum, and difference it at segment boundaries.  Every
+    index must lie in ``[0, size)``.
+    """
+    dev = compat.device(src)
+    if index.shape[0] == 0:
+        return xp.zeros((size,), dtype=src.dtype, device=dev)
+    order = xp.argsort(index, stable=True)
+    keys = xp.take(index, order)
+    csum = xp.cumulative_sum(xp.take(src, order), include_initial=True)
+    # Segment i of the sorted keys ends at searchsorted(keys, i, "right").
+    bins = xp.arange(size, dtype=keys.dtype, device=dev)
+    ends = xp.searchsorted(keys, bins, side="right")
+    starts = xp.searchsorted(keys, bins, side="left")
+    return xp.take(csum, ends) - xp.take(csum, starts)
+
+
+def generic_erf(xp: Namespace, x: Array) -> Array:
+    """``erf(x)`` elementwise with standard operations only (W. J. Cody's approximations)."""
+    return _special.erf(xp, x)
+
+
+def generic_linearize(hooks: BackendHooks, rule: InterpRule, x: Array, knots: Array, values: Array) -> Array:
+    """Evaluate ``rule`` with its first derivatives attached via ``stop_gradient``.
+
+    Returns ``value + (s - stop_gradient(s))`` where ``value`` is the
+    numpy-exact forward value and ``s = Partials.tangent(x, knots, values)``
+    for the stop-gradiented partials of :mod:`knotsafe._lib._rule`: linear in
+    the inputs with the rule's partials as coefficients.  Every autodiff mode
+    sees exactly the partials of the gradient rule.  Second derivatives on
+    this path are zero (the partials are constants to autodiff); JAX and
+    PyTorch attach the exact ones natively.
+
+    Non-finite inputs are replaced by 0 inside ``s`` (their partials are 0 or
+    they copy a constant), and an entry where ``s`` is still not finite adds
+    nothing, so the forward value is always ``value`` (``inf - inf`` would be
+    NaN).
+    """
+    xp = rule.xp
+    sg = hooks.stop_gradient
+    out, p = rule.value_and_partials(sg(x), sg(knots), sg(values))
+    s = p.tangent(_finite(xp, x), _finite(xp, knots), _finite(xp, values))
+    delta = s - sg(s)
+    return out + xp.where(xp.isfinite(delta), delta, xp.zeros_like(delta))
+
+
+def _finite(xp: Namespace, a: Array) -> Array:
+    return xp.where(xp.isfinite(a), a, xp.zeros_like(a))
+
+
+Linearize = Callable[["BackendHooks", "InterpRule", Array, Array, Array], Array]
+Forward = Callable[[Array, Array, Array, Any, Any], Array | None]
+
+
+@dataclass(frozen=True)
+class BackendHooks:
+    """The framework-specific pieces knotsafe needs from one array library.
+
+    Attributes
+    ----------
+    name
+        Short backend name used in messages and tables.
+    differentiable
+        Whether arrays of this backend can carry autodiff information.  When
+        False, :func:`knotsafe.interp` only computes forward values.
+    stop_gradient
+        ``a -> a`` with gradients cut (``jax.lax.stop_gradient``,
+        ``Tensor.detach``); identity for libraries without autodiff.
+    safe_slope
+        ``(xp, rise, run, genuine) -> slope`` that is ``rise / run`` in genuine
+        bins and 0 in duplicate bins without creating inf/NaN anywhere.
+    searchsorted
+        ``(xp, knots, x) -> idx``, right-sided (``numpy.searchsorted(...,
+        side="right")``).
+    take
+        ``(xp, a, index) -> a[index]`` for 1-D ``a`` and indices known to be
+        in range (a backend may skip the standard's negative-index handling).
+    scatter_add
+        ``(xp, size, index, src) -> out`` accumulating repeated indices,
+        differentiable with respect to ``src``.
+    forward
+        Optional native forward pass ``(x, knots, values, left, right) ->
+        out`` returning the exact ``numpy.interp`` values, or None to fall
+        back to the standard implementation (used by non-differentiable
+        backends only).
+    is_concrete
+        ``a -> bool``: whether data-dependent input checks may read ``a``
+        (False for traced or lazy arrays, such as under ``jax.jit``).
+    linearize
+        ``(hooks, rule, x, knots, values) -> out``: evaluate the interpolation
+        with the gradient rule attached.  Backends override it with a native
+        custom derivative (``jax.custom_jvp``, ``torch.autograd.Function``).
+    erf
+        ``(xp, x) -> erf(x)`` elementwise, differentiable where the backend
+        is (the kernel-density transform's normal CDF); default
+        :func:`generic_erf`, standard-only and within a few ulp.
+    extras
+        Free-form data for a backend's own use; knotsafe never reads it.
+    """
+
+    name: str
+    differentiable: bool = False
+    stop_gradient: Callable[[Array], Array] = _identity
+    safe_slope: Callable[[Namespace, Array, Array, Array], Array] = generic_safe_slope
+    searchsorted: Callable[[Namespace, Array, Array], Array] = generic_searchsorted
+    take: Callable[[Namespace, Array, Array], Array] = generic_take
+    scatter_add: Callable[[Namespace, int, Array, Array], Array] = generic_scatter_add
+    forward: Forward | None = None
+    is_concrete: Callable[[Array], bool] = generic_is_concrete
+    linearize: Linearize = generic_linearize
+    erf: Callable[[Namespace, Array], Array] = generic_erf
+    extras: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def replace(self, **changes: Any) -> BackendHooks:
+        """Return a copy with some hooks replaced (for wrappers and tests)."""
+        return replace(self, **changes)
