@@ -70,6 +70,9 @@ def conformance(session: nox.Session) -> None:
     """The backend conformance suite; prints and writes the conformance table."""
     _install(session, ".[test,jax,torch,strict]", "./conformance/plugin")
     session.run("python", "-m", "conformance", *session.posargs)
+    # The JAX == PyTorch tests need both frameworks: this is the one session that has them.
+    cross = ("tests/test_cross_backend.py", "tests/test_rectangular.py::test_jax_and_torch_gradients_agree")
+    session.run("pytest", *cross, env={"JAX_ENABLE_X64": "1", "KNOTSAFE_REQUIRE_CROSS_BACKEND": "1"})
 
 
 @nox.session
