@@ -145,3 +145,81 @@ def pyautoarray_mappings(
     idx = np.stack([flat(uy, dx), flat(uy, ux), flat(dy, dx), flat(dy, ux)], axis=1)
     w = np.stack([ty * (1 - tx), ty * tx, (1 - ty) * (1 - tx), (1 - ty) * tx], axis=1)
     return idx, w
+
+
+def transform_bound(
+    points: np.ndarray, q: np.ndarray, dtype_name: str, weights: np.ndarray | None = None
+) -> np.ndarray:
+    """Rounding bound of ``transform(q)`` (per entry) against :func:`transform_reference`.
+
+    The contract bounds interp by ``4 eps (|slope||x| + |f0| + |f1|)`` of the
+    bracketing bin; the ranks ``f`` are rounded too: ``i/(N+1)`` by one
+    division (eps/2 relative); weighted ranks by an N-term cumulative sum, a
+    division and a scaling (``(N + 3) eps`` relative, the recursive-summation
+    bound).  The output is a convex combination of two ranks, so a rank error
+    passes through unamplified.  Knots and queries that were themselves
+    computed (a normalisation) carry ``<= 2 eps max|k|`` each: ``slope`` times
+    that, hence the ``2 max|k|`` term.
+    """
+    eps = float(np.finfo(dtype_name).eps)
+    pts = np.asarray(points, dtype=np.float64)
+    q = np.asarray(q, dtype=np.float64)
+    n = pts.shape[0]
+    rank_err = (n + 3) * eps if weights is not None else eps
+    # The largest rank step: 1/(N+1), or max w / sum w * N/(N+1) with weights.
+    step = 1.0 / (n + 1) if weights is None else float(np.max(weights) / np.sum(weights)) * n / (n + 1)
+    bound = np.empty(q.shape)
+    for d in range(q.shape[1]):
+        k = np.sort(pts[:, d])
+        j = np.clip(np.searchsorted(k, q[:, d], side="right") - 1, 0, max(n - 2, 0))
+        gap = k[np.minimum(j + 1, n - 1)] - k[j]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            slope = np.where(gap > 0, step / gap, 0.0)
+        bound[:, d] = 4 * eps * (slope * (np.abs(q[:, d]) + 2 * np.abs(k).max()) + 2.0) + rank_err
+    return bound
+
+
+def mesh_weight_bound(
+    n: int, data: np.ndarray, over: np.ndarray, dtype_name: str, weights: np.ndarray | None = None
+) -> np.ndarray:
+    """Rounding bound of the (K, 4) bilinear weights against :func:`pyautoarray_mappings`, same indices.
+
+    ``index = (n - 3) u + 1``: the u error times (n - 3), plus the rounding of
+    the product and sum (``n eps``); ``t = index - down`` is exact (Sterbenz);
+    each weight is a product of two factors in [0, 1] each off by that much,
+    plus one rounding: ``2 t_err + 2 eps``.
+    """
+    eps = float(np.finfo(dtype_name).eps)
+    data = np.asarray(data, dtype=np.float64)
+    mu, scale = data.mean(axis=0), data.std(axis=0).min()
+    ub = transform_bound((data - mu) / scale, (np.asarray(over, dtype=np.float64) - mu) / scale, dtype_name, weights)
+    t_err = (n - 3) * ub + n * eps
+    per_point = 2 * t_err.max(axis=1) + 2 * eps
+    return np.repeat(per_point[:, None], 4, axis=1)
+
+
+def inverse_bound(points: np.ndarray, u: np.ndarray, dtype_name: str, weights: np.ndarray | None = None) -> np.ndarray:
+    """Rounding bound of ``inv_transform(u)`` (per entry) against :func:`inverse_reference`.
+
+    The inverse interpolates the sorted points by their ranks: slope ``S =
+    gap / rank step`` of the bin ``u`` falls in.  Contract: ``4 eps (S |u| +
+    |k0| + |k1|)``; the ranks (the knots here) are off by ``eps`` or ``(N + 3)
+    eps`` (weighted), which moves the output by ``S`` times that.
+    """
+    eps = float(np.finfo(dtype_name).eps)
+    knots, ranks = rank_reference(points, weights)
+    u = np.asarray(u, dtype=np.float64)
+    n = knots[0].size
+    rank_err = (n + 3) * eps if weights is not None else eps
+    bound = np.empty(u.shape)
+    for d in range(u.shape[1]):
+        k, t = knots[d], ranks[d]
+        if n == 1:
+            bound[:, d] = 0.0
+            continue
+        j = np.clip(np.searchsorted(t, u[:, d], side="right") - 1, 0, n - 2)
+        dt = t[j + 1] - t[j]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            slope = np.where(dt > 0, (k[j + 1] - k[j]) / dt, 0.0)
+        bound[:, d] = 4 * eps * (slope * np.abs(u[:, d]) + np.abs(k[j]) + np.abs(k[j + 1])) + rank_err * slope
+    return bound
