@@ -80,3 +80,24 @@ def bench(session: nox.Session) -> None:
     """Side-by-side benchmarks against the peers; prints the table and writes the plot."""
     _install(session, ".[numpy,jax,torch]", "matplotlib", "torchinterp1d")
     session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+@nox.session
+def mutation(session: nox.Session) -> None:
+    """Mutation testing (mutmut 3, configured in pyproject.toml) of the rule, the hooks and the transforms.
+
+    Not in the default sessions (about an hour on 2 cores; ``nox -s mutation -- "knotsafe._lib._rule*"``
+    restricts it).  The unit tests run on PyTorch, array-api-strict and NumPy; the list of
+    surviving mutants goes to build/mutation/report.txt, and docs/mutation.md explains each.
+    """
+    _install(session, ".[test,torch,strict]", "mutmut>=3.3")
+    env = {"PYTHONPATH": "src", "KNOTSAFE_TEST_BACKENDS": "numpy,torch,array_api_strict"}
+    # mutmut exits non-zero when mutants survive: the report below is the result, so do not stop here.
+    session.run("mutmut", "run", "--max-children", "2", *session.posargs, env=env, success_codes=[0, 1, 2])
+    report = session.run("mutmut", "results", silent=True, env=env)
+    import pathlib
+
+    out = pathlib.Path("build/mutation/report.txt")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(str(report), encoding="utf-8")
+    session.log(f"survivors listed in {out} (explained in docs/mutation.md)")
