@@ -91,7 +91,14 @@ def mutation(session: nox.Session) -> None:
     surviving mutants goes to build/mutation/report.txt, and docs/mutation.md explains each.
     """
     _install(session, ".[test,torch,strict]", "mutmut>=3.3")
-    env = {"PYTHONPATH": "src", "KNOTSAFE_TEST_BACKENDS": "numpy,torch,array_api_strict"}
+    # mutmut forks one process per mutant: PyTorch's thread pool deadlocks in a forked child unless
+    # it is single-threaded.
+    env = {
+        "PYTHONPATH": "src",
+        "KNOTSAFE_TEST_BACKENDS": "numpy,torch,array_api_strict",
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }
     # mutmut exits non-zero when mutants survive: the report below is the result, so do not stop here.
     session.run("mutmut", "run", "--max-children", "2", *session.posargs, env=env, success_codes=[0, 1, 2])
     report = session.run("mutmut", "results", silent=True, env=env)
