@@ -27,7 +27,7 @@ from tests._contract import (
     pyautoarray_mappings,
     transform_reference,
 )
-from tests._support import AutoDiff, asarray, eps_of, has_float64, to_numpy
+from tests._support import AutoDiff, asarray, backend_name, eps_of, has_float64, to_numpy
 
 
 def _dt(xp: ModuleType) -> str:
@@ -350,3 +350,89 @@ def test_mesh_gradient_wrt_mesh_weight_map(xp: ModuleType, autodiff: AutoDiff, r
     assert np.any(np.abs(fd) > 1e3 * err)
     ad_err = (data.shape[0] + 3) * np.finfo(np.float64).eps * np.abs(c).sum() * np.abs(fd).max() * (n - 3)
     assert np.all(np.abs(g - fd) <= err + ad_err), np.max(np.abs(g - fd) - err - ad_err)
+
+
+# --- edges the mutation run found untested (docs/mutation.md) -----------------
+
+
+def test_gap_exactly_at_threshold_is_a_duplicate(xp: ModuleType, autodiff: AutoDiff, dtype_name: str) -> None:
+    """ "gap <= 8 eps max|k|": a gap of exactly 8 eps * 4 = 32 eps (a power of two, exact) is a duplicate."""
+    eps = float(np.finfo(dtype_name).eps)
+    g = 8.0 * eps * 4.0
+    k = np.array([-4.0, 0.0, g, 1.0], dtype=dtype_name)
+    v = np.array([0.0, 1.0, 2.0, 3.0], dtype=dtype_name)
+    K, V = asarray(xp, k, dtype_name), asarray(xp, v, dtype_name)
+    (gx,) = autodiff.grad(lambda a: knotsafe.interp(a, K, V), [asarray(xp, [g / 2], dtype_name)], (0,))
+    assert gx[0] == 0.0
+
+
+@pytest.mark.parametrize(
+    "values",
+    [[np.inf, 0.0, 1.0], [np.inf, -np.inf, 1.0], [0.0, np.inf, 1.0], [-np.inf, 5.0, 1.0], [np.inf, np.inf, 2.0]],
+)
+def test_infinite_values_follow_numpy_interp(xp: ModuleType, values: list[float]) -> None:
+    """numpy.interp's NaN retry: an infinite value gives +-inf or NaN exactly where numpy's does."""
+    dt = _dt(xp)
+    k = np.array([0.0, 1.0, 2.0])
+    v = np.array(values)
+    x = np.array([-1.0, 0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0])
+    with np.errstate(invalid="ignore"):  # inf - inf on NumPy-based backends, as inside numpy.interp
+        got = to_numpy(knotsafe.interp(*(asarray(xp, a, dt) for a in (x, k, v))))
+        ref = np.interp(x, k, v).astype(dt)
+    np.testing.assert_array_equal(got, ref)  # infinities and NaN positions exactly; finite ones exact here
+
+
+def test_standard_forward_raises_no_floating_point_errors() -> None:
+    """The array-API forward (what a backend without a native forward runs) never divides by a zero gap.
+
+    NumPy hooks with ``forward=None`` run knotsafe's own forward on NumPy, where
+    a division by zero or an invalid operation is observable.
+    """
+    import array_api_compat.numpy as cnp
+
+    from knotsafe import backends
+
+    builtin = backends.hooks_for(cnp)
+    backends.register("numpy_standard_forward", builtin.replace(forward=None), matches=lambda n: n is cnp)
+    try:
+        k = np.array([0.0, 1.0, 1.0, 1.0, 2.0, 2.0])
+        v = np.array([0.0, 1.0, 5.0, 2.0, 3.0, 7.0])
+        x = np.array([-1.0, 0.0, 0.5, 1.0, 1.5, 2.0, 3.0])
+        with np.errstate(all="raise"):
+            got = knotsafe.interp(x, k, v)
+        np.testing.assert_array_equal(got, np.interp(x, k, v))
+    finally:
+        backends.unregister("numpy_standard_forward")
+
+
+@pytest.mark.parametrize("knot_grad", ["exact", "stop"])
+def test_generic_stop_gradient_path(xp: ModuleType, autodiff: AutoDiff, knot_grad: str) -> None:
+    """Hooks registered with only stop_gradient (how a third-party autodiff backend plugs in) give the
+    contract's partials, knot_grad="stop" included."""
+    import array_api_compat
+
+    from knotsafe import backends
+
+    dt = _dt(xp)
+    if backend_name(xp) == "torch":
+        stop = lambda a: a.detach()  # noqa: E731
+        matches = array_api_compat.is_torch_namespace
+    else:
+        import jax
+
+        stop, matches = jax.lax.stop_gradient, array_api_compat.is_jax_namespace
+    backends.register(
+        "generic_test", backends.BackendHooks("generic_test", differentiable=True, stop_gradient=stop), matches=matches
+    )
+    try:
+        k = np.array([0.0, 1.0, 1.0, 3.0])
+        v = np.array([0.0, 2.0, 4.0, 10.0])
+        x = np.array([-1.0, 0.0, 0.5, 1.0, 2.0, 3.0, 4.0])
+        gx, gk, gv = _jacobians(autodiff, xp, x, k, v, dt, knot_grad=knot_grad)
+        _, ex, ek, ev = contract_partials(x, k, v, threshold=contract_threshold(k, dt), knot_grad=knot_grad)
+        # Slopes 2 and 3, w in {0, 1/2}: every partial is exact in float32 and float64.
+        np.testing.assert_array_equal(gx, ex)
+        np.testing.assert_array_equal(gk, ek)
+        np.testing.assert_array_equal(gv, ev)
+    finally:
+        backends.unregister("generic_test")
