@@ -123,3 +123,43 @@ def test_numpy_forward_is_numpy_interp_bitwise() -> None:
     x = rng.normal(size=1000)
     np.testing.assert_array_equal(knotsafe.interp(x, k, v), np.interp(x, k, v))
     assert to_numpy(knotsafe.interp(x, k, v)).dtype == np.float64
+
+
+def test_torch_forward_ad_dual_numbers() -> None:
+    """torch.autograd.forward_ad (not torch.func): tangents on x, on knots only, and on all three
+    inputs reach the output as the contract's partials times the tangents."""
+    torch = pytest.importorskip("torch")
+    import torch.autograd.forward_ad as fwad
+
+    k = torch.tensor([0.0, 1.0, 3.0], dtype=torch.float64)
+    v = torch.tensor([0.0, 2.0, 10.0], dtype=torch.float64)
+    x = torch.tensor([0.5, 2.0, 4.0], dtype=torch.float64)
+    ones_x, ones_k, ones_v = (
+        torch.ones(3, dtype=torch.float64),
+        torch.ones(3, dtype=torch.float64),
+        torch.ones(3, dtype=torch.float64),
+    )
+    # Contract: slopes 2 and 4; w = 1/2 in both bins; 4.0 is above the range (constant).
+    d_x = [2.0, 4.0, 0.0]
+    d_knots = [-2.0 * 0.5 - 2.0 * 0.5, -4.0 * 0.5 - 4.0 * 0.5, 0.0]  # tangent 1 on every knot: -(slope)
+    d_values = [1.0, 1.0, 1.0]  # the weights sum to 1; above the range the last value has weight 1
+    with fwad.dual_level():
+        out = knotsafe.interp(fwad.make_dual(x, ones_x), k, v)
+        np.testing.assert_array_equal(fwad.unpack_dual(out).tangent.numpy(), d_x)
+        out = knotsafe.interp(x, fwad.make_dual(k, ones_k), v)
+        np.testing.assert_array_equal(fwad.unpack_dual(out).tangent.numpy(), d_knots)
+        out = knotsafe.interp(fwad.make_dual(x, ones_x), fwad.make_dual(k, ones_k), fwad.make_dual(v, ones_v))
+        expected = np.array(d_x) + np.array(d_knots) + np.array(d_values)
+        np.testing.assert_array_equal(fwad.unpack_dual(out).tangent.numpy(), expected)
+
+
+def test_torch_hooks() -> None:
+    """The built-in PyTorch hooks: named torch, with the native autograd.Function and scatter-add."""
+    pytest.importorskip("torch")
+    import array_api_compat.torch as ctorch
+
+    hooks = backends.hooks_for(ctorch)
+    assert hooks.name == "torch" and hooks.differentiable
+    assert hooks.linearize is not backends.generic_linearize
+    assert hooks.scatter_add is not backends.generic_scatter_add
+    assert hooks.take is not backends.generic_take
