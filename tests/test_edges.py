@@ -151,6 +151,22 @@ def test_torch_forward_ad_dual_numbers() -> None:
         out = knotsafe.interp(fwad.make_dual(x, ones_x), fwad.make_dual(k, ones_k), fwad.make_dual(v, ones_v))
         expected = np.array(d_x) + np.array(d_knots) + np.array(d_values)
         np.testing.assert_array_equal(fwad.unpack_dual(out).tangent.numpy(), expected)
+        # A query inside a near-duplicate bin (4 ulp): the contract's zero slope, not the ~1e15 of
+        # differentiating numpy's arithmetic (what plain forward-mode through the values would give).
+        near = float(np.nextafter(np.nextafter(np.nextafter(np.nextafter(1.0, 2), 2), 2), 2))
+        kd = torch.tensor([0.0, 1.0, near, 3.0], dtype=torch.float64)
+        vd = torch.tensor([0.0, 1.0, 2.0, 3.0], dtype=torch.float64)
+        xd = torch.tensor([float(np.nextafter(np.nextafter(1.0, 2), 2))], dtype=torch.float64)
+        for args in (
+            (fwad.make_dual(xd, torch.ones(1, dtype=torch.float64)), kd, vd),
+            (xd, fwad.make_dual(kd, torch.ones(4, dtype=torch.float64)), vd),
+            (
+                fwad.make_dual(xd, torch.ones(1, dtype=torch.float64)),
+                fwad.make_dual(kd, torch.ones(4, dtype=torch.float64)),
+                fwad.make_dual(vd, torch.zeros(4, dtype=torch.float64)),
+            ),
+        ):
+            np.testing.assert_array_equal(fwad.unpack_dual(knotsafe.interp(*args)).tangent.numpy(), [0.0])
 
 
 def test_torch_hooks() -> None:
