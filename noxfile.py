@@ -70,6 +70,9 @@ def conformance(session: nox.Session) -> None:
     """The backend conformance suite; prints and writes the conformance table."""
     _install(session, ".[test,jax,torch,strict]", "./conformance/plugin")
     session.run("python", "-m", "conformance", *session.posargs)
+    # The JAX == PyTorch tests need both frameworks: this is the one session that has them.
+    cross = ("tests/test_cross_backend.py", "tests/test_rectangular.py::test_jax_and_torch_gradients_agree")
+    session.run("pytest", *cross, env={"JAX_ENABLE_X64": "1", "KNOTSAFE_REQUIRE_CROSS_BACKEND": "1"})
 
 
 @nox.session
@@ -140,3 +143,31 @@ def build(session: nox.Session) -> None:
         # Run from the temporary folder, so the import finds the installed wheel, not ./src.
         with session.chdir(tmp):
             session.run(python, "-c", _IMPORT_CHECK, external=True)
+
+
+@nox.session
+def mutation(session: nox.Session) -> None:
+    """Mutation testing (mutmut 3, configured in pyproject.toml) of the rule, the hooks and the transforms.
+
+    Not in the default sessions (about an hour on 2 cores; ``nox -s mutation -- "knotsafe._lib._rule*"``
+    restricts it).  The unit tests run on PyTorch, array-api-strict and NumPy; the list of
+    surviving mutants goes to build/mutation/report.txt, and docs/mutation.md explains each.
+    """
+    _install(session, ".[test,torch,strict]", "mutmut>=3.3")
+    # mutmut forks one process per mutant: PyTorch's thread pool deadlocks in a forked child unless
+    # it is single-threaded.
+    env = {
+        "PYTHONPATH": "src",
+        "KNOTSAFE_TEST_BACKENDS": "numpy,torch,array_api_strict",
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }
+    # mutmut exits non-zero when mutants survive: the report below is the result, so do not stop here.
+    session.run("mutmut", "run", "--max-children", "2", *session.posargs, env=env, success_codes=[0, 1, 2])
+    report = session.run("mutmut", "results", silent=True, env=env)
+    import pathlib
+
+    out = pathlib.Path("build/mutation/report.txt")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(str(report), encoding="utf-8")
+    session.log(f"survivors listed in {out} (explained in docs/mutation.md)")

@@ -19,12 +19,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from conformance._backends import BUILTINS, DEMO_PLUGIN, available, label_of
+from conformance._backends import BUILTINS, DEMO_PLUGIN, ISOLATED, available, label_of
 from conformance._record import Recorder, render
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-DEFAULT_TABLE = ROOT / "docs" / "conformance.md"
+DEFAULT_TABLE = ROOT / "build" / "conformance" / "conformance.md"  # ignored: running never edits tracked files
+DOCS_TABLE = ROOT / "docs" / "conformance.md"
 X64_GROUP = ("jax",)  # the slowest backend gets its own process; it also measures the JAX-PyTorch check
 
 
@@ -43,6 +44,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help=f"write the table here ('-' for nowhere); default {DEFAULT_TABLE.relative_to(ROOT)} "
         "for the default backends, nowhere with --backend",
     )
+    p.add_argument(
+        "--write-docs",
+        action="store_true",
+        help=f"also copy the table to {DOCS_TABLE.relative_to(ROOT)} (tracked)",
+    )
     p.add_argument("--fuzz-examples", type=int, default=12, help="hypothesis examples per fuzz test (default 12)")
     p.add_argument("--fuzz-random", action="store_true", help="random hypothesis seeds instead of the fixed one")
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="parallel pytest processes")
@@ -53,12 +59,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 def _groups(specs: list[str]) -> list[tuple[bool, list[str]]]:
     """(JAX_ENABLE_X64, specs) per pytest process."""
     x64 = [s for s in specs if s in X64_GROUP]
-    rest = [s for s in specs if s not in X64_GROUP]
+    rest = [s for s in specs if s not in X64_GROUP and s not in ISOLATED]
     groups = []
     if x64:
         groups.append((True, x64))
     if rest:
         groups.append(("jax-x32" not in rest, rest))
+    groups += [(True, [s]) for s in specs if s in ISOLATED]
     return groups
 
 
@@ -96,6 +103,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"note: {DEMO_PLUGIN} is not installed (pip install ./conformance/plugin); its column is left out")
     output = args.output if args.output is not None else (str(DEFAULT_TABLE) if default_run else "-")
     missing = {s: r for s in specs if (r := available(s)) is not None}
+    if missing and not default_run:
+        # A backend asked for by name must run: an all-n/a column would pass by accident.
+        for s, r in missing.items():
+            print(f"error: --backend {s}: {r}", file=sys.stderr)
+        return 2
     for s, r in missing.items():
         print(f"note: {label_of(s)}: {r}; its cells are n/a")
 
@@ -150,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
         Path(output).parent.mkdir(parents=True, exist_ok=True)
         Path(output).write_text(table, encoding="utf-8")
         print(f"table written to {output}")
+    if args.write_docs:
+        DOCS_TABLE.write_text(table, encoding="utf-8")
+        print(f"table copied to {DOCS_TABLE.relative_to(ROOT)}")
     return 0 if ok and not crashed else 1
 
 

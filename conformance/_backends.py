@@ -21,17 +21,28 @@ import numpy as np
 
 Array = Any
 
-BUILTINS = ("numpy", "array_api_strict", "jax", "jax-x32", "torch")
+BUILTINS = ("numpy", "array_api_strict", "jax", "jax-x32", "torch", "torch-generic")
+#: Specs that change process-wide state (a hooks registration) and so run in a process of their own.
+ISOLATED = ("torch-generic",)
+#: The hooks name the torch-generic spec registers: PyTorch through the generic stop_gradient path.
+GENERIC_HOOKS = "torch_generic_stop_gradient"
 #: The third-party namespace this suite ships (conformance/plugin), checked by default when installed.
 DEMO_PLUGIN = "knotsafe_conformance_plugin.xp"
 #: Built-ins whose framework must be importable, by spec.
-_REQUIRES = {"numpy": "numpy", "array_api_strict": "array_api_strict", "jax": "jax", "jax-x32": "jax", "torch": "torch"}
+_REQUIRES = {
+    "numpy": "numpy",
+    "array_api_strict": "array_api_strict",
+    "jax": "jax",
+    "jax-x32": "jax",
+    "torch": "torch",
+    "torch-generic": "torch",
+}
 DTYPES = ("float64", "float32")
 
 
 def label_of(spec: str) -> str:
     """The table column for a backend spec."""
-    return {"jax": "jax (x64)", "jax-x32": "jax (x32)"}.get(spec, spec)
+    return {"jax": "jax (x64)", "jax-x32": "jax (x32)", "torch-generic": "torch (generic hooks)"}.get(spec, spec)
 
 
 def newest_strict_api_version() -> str:
@@ -216,7 +227,11 @@ def make_driver(spec: str) -> Driver:
         dev = jax.devices()[0]
         dtypes = both if want_x64 else ("float32",)
         missing = {} if want_x64 else {"float64": "n/a: float64 needs JAX_ENABLE_X64=1 (see jax (x64))"}
-        note = "JAX_ENABLE_X64=1" if want_x64 else "JAX_ENABLE_X64=0 (float32 only)"
+        note = (
+            "JAX_ENABLE_X64=1"
+            if want_x64
+            else "JAX_ENABLE_X64=0: float32 only (the float64 rows are measured in jax (x64))"
+        )
         return Driver(
             spec, label, jnp, dev, tuple(jax.devices()), dtypes, missing, "jax", expected_hooks="jax", config_note=note
         )
@@ -227,6 +242,27 @@ def make_driver(spec: str) -> Driver:
         torch.set_default_dtype(torch.float32)
         cpu = torch.device("cpu")
         return Driver(spec, label, ctorch, cpu, (cpu,), both, autodiff="torch", expected_hooks="torch")
+    if spec == "torch-generic":
+        # The path every registered autodiff backend takes: hooks with only
+        # stop_gradient and differentiable=True, so interp goes through
+        # knotsafe.backends.generic_linearize (and the generic searchsorted,
+        # take, scatter-add) instead of the native torch.autograd.Function.
+        import array_api_compat.torch as ctorch
+        import torch
+
+        from knotsafe.backends import BackendHooks, register
+
+        torch.set_default_dtype(torch.float32)
+        register(
+            GENERIC_HOOKS,
+            BackendHooks(GENERIC_HOOKS, differentiable=True, stop_gradient=lambda a: a.detach()),
+            matches=compat.is_torch_namespace,
+        )
+        cpu = torch.device("cpu")
+        note = "PyTorch with hooks registered as a third-party autodiff backend would: only stop_gradient (detach)"
+        return Driver(
+            spec, label, ctorch, cpu, (cpu,), both, autodiff="torch", expected_hooks=GENERIC_HOOKS, config_note=note
+        )
     # A third-party namespace module.
     xp = importlib.import_module(spec)
     info = xp.__array_namespace_info__()

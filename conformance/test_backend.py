@@ -36,6 +36,8 @@ def test_hooks_for_namespace(backend: Driver, cell: Cell) -> None:
     via = "built-in"
     if backend.expected_hooks is not None:
         assert hooks.name == backend.expected_hooks, f"hooks {hooks.name!r}, expected {backend.expected_hooks!r}"
+        if hooks.name not in BUILTIN_HOOKS:
+            via = "knotsafe.backends.register"
     else:
         eps = [ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP) if ep.name == ns.__name__]
         assert hooks.name not in BUILTIN_HOOKS, f"{ns.__name__} resolved to the built-in hooks {hooks.name!r}"

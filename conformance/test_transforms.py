@@ -60,6 +60,43 @@ def _ranks(n: int, dtype: str) -> np.ndarray:
     return (np.arange(1, n + 1, dtype=dtype) / np.dtype(dtype).type(n + 1)).astype(dtype)
 
 
+@pytest.mark.prop("tf_values")
+def test_transform_values_against_sort_and_numpy_interp(backend: Driver, dtype: str, cell: Cell) -> None:
+    """transform(q) against an independent reference: each column sorted, numpy.interp in float64 on the
+    ranks i/(N+1), 0 below and 1 above.  Error in units of eps * s, s = |slope||q| + |t_j| + |t_j+1| of
+    the bin: interp's contract is 4 eps s; ranks rounded to the dtype move the output by at most
+    eps/2 (|t_j| + |t_j+1|) <= eps s / 2.  Outside the range the values must be exactly 0 and 1."""
+    eps = float(np.finfo(dtype).eps)
+
+    def measure(ps: PointSet) -> tuple[float, int]:
+        transform, _ = knotsafe.create_transforms(backend.asarray(ps.points, dtype))
+        got = backend.to_numpy(transform(backend.asarray(ps.queries, dtype))).astype(np.float64)
+        n, dim = ps.points.shape
+        t = np.arange(1, n + 1) / (n + 1)  # float64: not the dtype's ranks, not knotsafe's
+        worst = 0.0
+        for d in range(dim):
+            k = np.sort(ps.points[:, d].astype(np.float64))
+            q = ps.queries[:, d].astype(np.float64)
+            ref = np.interp(q, k, t, left=0.0, right=1.0)
+            tk = np.concatenate([t, t]) if n == 1 else t
+            kk = np.concatenate([k, k]) if n == 1 else k
+            j = np.clip(np.searchsorted(kk, q, side="right") - 1, 0, kk.size - 2)
+            gap = kk[j + 1] - kk[j]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                slope = np.where(gap > 0, (tk[j + 1] - tk[j]) / gap, 0.0)
+            s = np.abs(slope) * np.abs(q) + np.abs(tk[j]) + np.abs(tk[j + 1])
+            err = np.abs(got[:, d] - ref)
+            outside = (q < k[0]) | (q > k[-1])
+            if np.any(err[outside] != 0):
+                raise AssertionError(f"column {d}: outside the points the transform is not exactly 0 / 1")
+            with np.errstate(divide="ignore", invalid="ignore"):
+                rel = np.where(err == 0, 0.0, err / (eps * s))
+            worst = max(worst, float(np.max(rel, initial=0.0)))
+        return worst, got.size
+
+    check_cases(cell, list(point_sets(dtype)), measure, _name)
+
+
 @pytest.mark.prop("tf_monotone")
 def test_transform_monotone_in_unit_interval(backend: Driver, dtype: str, cell: Cell) -> None:
     """For queries sorted per column, every column of transform(q) is non-decreasing and inside [0, 1]."""

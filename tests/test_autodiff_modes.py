@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from types import ModuleType
 
 import numpy as np
@@ -84,26 +83,3 @@ def test_vmap_gives_per_example_results(xp: ModuleType, autodiff: AutoDiff) -> N
         single = autodiff.grad(knotsafe.interp, [Q[i], K[i], V[i]], (0, 1, 2))
         for b, s in zip(batched, single, strict=True):
             np.testing.assert_allclose(b[i], s, rtol=1e-12 if dt == "float64" else 1e-6, atol=0)
-
-
-@pytest.mark.skipif(
-    importlib.util.find_spec("jax") is None or importlib.util.find_spec("torch") is None,
-    reason="needs both JAX and PyTorch installed",
-)
-@pytest.mark.parametrize("case_name", ["exact_duplicates", "near_duplicates", "lens_grid", "out_of_range"])
-def test_jax_and_torch_gradients_agree(case_name: str) -> None:
-    import jax
-    import jax.numpy as jnp
-    import torch
-
-    if not jax.config.read("jax_enable_x64"):
-        pytest.skip("float64 needs JAX_ENABLE_X64=1")
-    case = CASE[case_name]
-    jg = jax.grad(lambda *a: knotsafe.interp(*a).sum(), argnums=(0, 1, 2))(
-        *(jnp.asarray(a) for a in (case.queries, case.knots, case.values))
-    )
-    leaves = [torch.tensor(a, requires_grad=True) for a in (case.queries, case.knots, case.values)]
-    knotsafe.interp(*leaves).sum().backward()
-    for j, t in zip(jg, leaves, strict=True):
-        assert t.grad is not None
-        np.testing.assert_allclose(np.asarray(j), t.grad.numpy(), rtol=1e-12, atol=0)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import knotsafe
-from knotsafe._lib._rule import DUPLICATE_EPS_FACTOR
 from knotsafe.testing import KnotCase, knot_cases, lens_grid, plain_interp
+from tests._contract import contract_threshold
 from tests._support import AutoDiff, asarray, backend_name, eps_of, has_float64, to_numpy
 
 CASES = {c.name: c for c in knot_cases()}
@@ -29,7 +29,8 @@ def _bin(k: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 
 def _threshold(k: np.ndarray) -> float:
-    return float(DUPLICATE_EPS_FACTOR * np.finfo(k.dtype).eps * np.abs(k).max())
+    """The contract's 8 eps max|knots| (written in tests/_contract.py, not imported from src)."""
+    return contract_threshold(k, k.dtype.name)
 
 
 def _interior(k: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -200,6 +201,14 @@ def test_zero_slope_in_duplicate_bins_and_bounded_elsewhere(
         assert dup.sum() >= 30  # the case really puts queries inside ulp-sized gaps
     assert np.all(gx[dup] == 0.0)
     dv = np.abs(v[j + 1].astype(np.float64) - v[j])
+    # The contract's bound |d/dx| <= |dvalues| / threshold (about 1e15 |dvalues| in float64) is
+    # loose: check the exact slope instead.  Genuine bins: rise and gap are each one rounded
+    # difference in the dtype (eps/2 relative), the quotient one more: <= 3/2 eps relative.
+    gap64 = k[j + 1].astype(np.float64) - k[j]
+    genuine = _interior(k, x) & (gap64 > _threshold(k))
+    slope = (v[j + 1].astype(np.float64) - v[j])[genuine] / gap64[genuine]
+    assert np.all(np.abs(gx[genuine] - slope) <= 1.5 * eps_of(dtype_name) * np.abs(slope))
+    assert np.all(gx[~_interior(k, x)] == 0.0)
     assert np.all(np.abs(gx) <= dv / _threshold(k) * (1 + 4 * eps_of(dtype_name)))
 
 
