@@ -80,7 +80,7 @@ def bench_dask(n: int, chunk: int, workers: list[int], repeats: int) -> list[dic
                 return da.random.default_rng(1).uniform(-1.1, 1.1, size=n, chunks=chunk)
 
             t_base = _timed(lambda: dask.compute(queries().sum()), repeats)
-            t_interp = _timed(lambda: dask.compute(knotsafe.interp(queries(), k, v).sum()), repeats)
+            t_interp = _timed(lambda k=k, v=v: dask.compute(knotsafe.interp(queries(), k, v).sum()), repeats)
         rows.append(
             {
                 "engine": "dask",
