@@ -26,6 +26,12 @@ env_runs
     entry (JAX: float32 by default, then with x64).
 autodiff
     Whether the framework has autodiff that the suite drives.
+conformance
+    The specs ``python -m conformance`` checks for it (JAX twice: x64 and
+    x32); empty: not a conformance backend yet (dask: the conformance drivers
+    read results back eagerly).
+bench
+    Whether ``benchmarks/run.py`` times it against its peers.
 env
     The shared nox environment its session runs in (noxfile.py: one virtualenv
     per framework; PyTorch's is "all", the one the cross-framework sessions use,
@@ -49,6 +55,8 @@ BACKENDS: tuple[dict[str, Any], ...] = (
         "namespace": "numpy",
         "env_runs": ({},),
         "autodiff": False,
+        "conformance": ("numpy",),
+        "bench": True,
         "env": "base",
     },
     {
@@ -59,6 +67,8 @@ BACKENDS: tuple[dict[str, Any], ...] = (
         "namespace": "array_api_strict",
         "env_runs": ({},),
         "autodiff": False,
+        "conformance": ("array_api_strict",),
+        "bench": False,
         "env": "base",
     },
     {
@@ -69,6 +79,8 @@ BACKENDS: tuple[dict[str, Any], ...] = (
         "namespace": "array_api_compat.dask.array",
         "env_runs": ({},),
         "autodiff": False,
+        "conformance": (),
+        "bench": False,
         "env": "dask",
     },
     {
@@ -79,6 +91,8 @@ BACKENDS: tuple[dict[str, Any], ...] = (
         "namespace": "jax.numpy",
         "env_runs": ({"JAX_ENABLE_X64": "0"}, {"JAX_ENABLE_X64": "1"}),
         "autodiff": True,
+        "conformance": ("jax", "jax-x32"),
+        "bench": True,
         "env": "jax",
     },
     {
@@ -89,6 +103,8 @@ BACKENDS: tuple[dict[str, Any], ...] = (
         "namespace": "torch",
         "env_runs": ({},),
         "autodiff": True,
+        "conformance": ("torch",),
+        "bench": True,
         "env": "all",
     },
 )
