@@ -157,7 +157,8 @@ def bench_jax(n: int, devices: list[int], repeats: int) -> list[dict[str, object
 
 def _markdown(rows: list[dict[str, object]], info: dict[str, object]) -> str:
     lines = [
-        f"Measured {info['date']} on {info['cpus']} CPU cores ({info['machine']}), {N_KNOTS:,} knots, float64.",
+        f"Measured {info['date']} on {info['cpus']} CPU cores ({info['machine']}), {N_KNOTS:,} knots, float64; "
+        f"load average at the end {info['load_average'][0]:.1f}.",
         "",
         "| engine | workers / devices | queries | seconds (median) | queries/s |",
         "|---|---|---|---|---|",

@@ -241,6 +241,136 @@ def test_mapping_matrix_accumulates_repeated_indices(xp: ModuleType, dtype_name:
     assert ref[1, 2] == 1.0  # four repeats of one index add up
 
 
+@pytest.mark.skip_xp_backend("dask", reason="n_data cannot be inferred from a lazy sub_to_data (tests/test_dask.py)")
+def test_mapping_matrix_averages_sub_pixels(xp: ModuleType, dtype_name: str) -> None:
+    idx, w = _int_array(xp, REPEAT_IDX), _support.asarray(xp, REPEAT_W, dtype_name)
+    ref_sub = _dense_reference(REPEAT_IDX, REPEAT_W, 6)
+    ref = np.stack([ref_sub[:2].mean(axis=0), np.zeros(6), ref_sub[2:].mean(axis=0), np.zeros(6)])
+    tol = 10 * _support.eps_of(dtype_name)
+    m = rectangular.mapping_matrix(idx, w, 6, sub_to_data=_int_array(xp, SUB_TO_DATA), n_data=4)
+    np.testing.assert_allclose(_np(m), ref, rtol=0, atol=tol)
+    inferred = rectangular.mapping_matrix(idx, w, 6, sub_to_data=_int_array(xp, SUB_TO_DATA))
+    assert tuple(inferred.shape) == (3, 6)
+    np.testing.assert_allclose(_np(inferred), ref[:3], rtol=0, atol=tol)
+
+
+def test_mapping_matrix_gradient_accumulates(autodiff: _support.AutoDiff, xp: ModuleType) -> None:
+    """d sum(M * C) / d w[k, c] = C[k, idx[k, c]], repeats included."""
+    c = np.random.default_rng(1).normal(size=(5, 6))
+    idx = _int_array(xp, REPEAT_IDX)
+    (g,) = autodiff.grad(lambda w: rectangular.mapping_matrix(idx, w, 6) * xp.asarray(c), [xp.asarray(REPEAT_W)], [0])
+    tol = 16 * float(np.finfo(g.dtype).eps)
+    np.testing.assert_allclose(g, np.take_along_axis(c, REPEAT_IDX, axis=1), rtol=tol, atol=0)
+    (g,) = autodiff.grad(
+        lambda w: (
+            rectangular.mapping_matrix(idx, w, 6, sub_to_data=_int_array(xp, SUB_TO_DATA), n_data=4) * xp.asarray(c[:4])
+        ),
+        [xp.asarray(REPEAT_W)],
+        [0],
+    )
+    counts = np.bincount(SUB_TO_DATA, minlength=4)
+    expect = np.take_along_axis(c[SUB_TO_DATA], REPEAT_IDX, axis=1) / counts[SUB_TO_DATA, None]
+    np.testing.assert_allclose(g, expect, rtol=tol, atol=0)
+
+
+def test_curvature_matrix_equals_dense(xp: ModuleType) -> None:
+    _need_float64(xp)
+    nw = np.linspace(0.5, 2.0, 5)
+    for weights in (None, nw):
+        f = rectangular.curvature_matrix(
+            _int_array(xp, REPEAT_IDX),
+            xp.asarray(REPEAT_W),
+            6,
+            noise_weights=None if weights is None else xp.asarray(weights),
+        )
+        m = _dense_reference(REPEAT_IDX, REPEAT_W, 6)
+        ref = m.T @ ((np.ones(5) if weights is None else weights)[:, None] * m)
+        # Scatter-add by sort + cumulative sum (array-api-strict) rounds at the scale of the running total.
+        np.testing.assert_allclose(_np(f), ref, rtol=0, atol=4 * np.finfo(np.float64).eps * np.abs(ref).sum())
+    # On a real mesh mapping, against the dense matrix built by mapping_matrix.
+    data, over = _grids(0.3)
+    idx, w = rectangular.mappings_weights(N_MESH, xp.asarray(data), xp.asarray(over))
+    noise = xp.asarray(np.random.default_rng(2).uniform(0.5, 2.0, over.shape[0]))
+    f = rectangular.curvature_matrix(idx, w, N_MESH * N_MESH, noise_weights=noise)
+    m = _np(rectangular.mapping_matrix(idx, w, N_MESH * N_MESH))
+    ref = m.T @ (_np(noise)[:, None] * m)
+    np.testing.assert_allclose(_np(f), ref, rtol=0, atol=1e-12 * np.abs(ref).max())
+
+
+def test_curvature_matrix_gradient(autodiff: _support.AutoDiff, xp: ModuleType) -> None:
+    """d sum(F * C) / d w[k, a] = nw[k] * sum_b w[k, b] (C[i_a, i_b] + C[i_b, i_a])."""
+    rng = np.random.default_rng(4)
+    c = rng.normal(size=(6, 6))
+    nw = rng.uniform(0.5, 2.0, 5)
+    idx = _int_array(xp, REPEAT_IDX)
+    (g,) = autodiff.grad(
+        lambda w: rectangular.curvature_matrix(idx, w, 6, noise_weights=xp.asarray(nw)) * xp.asarray(c),
+        [xp.asarray(REPEAT_W)],
+        [0],
+    )
+    sym = c + c.T
+    expect = nw[:, None] * np.einsum("kab,kb->ka", sym[REPEAT_IDX[:, :, None], REPEAT_IDX[:, None, :]], REPEAT_W)
+    tol = 64 * float(np.finfo(g.dtype).eps)
+    np.testing.assert_allclose(g, expect, rtol=tol, atol=tol)
+
+
+# ---------------------------------------------------------------------------
+# geometry
+# ---------------------------------------------------------------------------
+
+
+def test_pixel_centres_and_areas(xp: ModuleType) -> None:
+    _need_float64(xp)
+    data, over = _grids(0.3)
+    n = N_MESH
+    centres = _np(rectangular.pixel_centres(n, xp.asarray(data)))
+    areas = _np(rectangular.pixel_areas(n, xp.asarray(data)))
+    assert centres.shape == (n * n, 2)
+    assert areas.shape == (n * n,)
+    nodes = _reference_lines(n, data, 0.0, n)
+    ref = np.stack([np.repeat(nodes[:, 0], n), np.tile(nodes[:, 1], n)], axis=1)
+    np.testing.assert_allclose(centres, ref, rtol=0, atol=1e-12)
+    edges = _reference_lines(n, data, 0.5, n + 1)
+    ref_areas = np.outer(-np.diff(edges[:, 0]), np.diff(edges[:, 1])).ravel()
+    np.testing.assert_allclose(areas, ref_areas, rtol=0, atol=1e-12)
+    assert (areas >= 0).all()
+    bbox = np.ptp(data[:, 0]) * np.ptp(data[:, 1])
+    assert areas.sum() == pytest.approx(bbox, rel=1e-12)
+    grid = areas.reshape(n, n)
+    assert (grid[0] == 0).all()  # guard row 0 and column 0 lie outside the data
+    assert (grid[:, 0] == 0).all()
+    assert (grid[2:-1, 2:-1] > 0).all()
+    # Bilinear weights on the node centres land on the point, to well within a cell.
+    idx, w = rectangular.mappings_weights(n, data, over)
+    recon = np.einsum("kc,kcd->kd", w, centres[idx])
+    cell = np.sqrt(areas.max())
+    assert np.abs(recon - over).max() < 0.5 * cell
+
+
+def test_weighted_geometry_matches_numpy(xp: ModuleType) -> None:
+    _need_float64(xp)
+    data, _ = _grids(0.0)
+    wmap = np.random.default_rng(5).uniform(0.1, 2.0, data.shape[0])
+    for fn in (rectangular.pixel_centres, rectangular.pixel_areas):
+        ref = fn(N_MESH, data, wmap)
+        assert not np.allclose(ref, fn(N_MESH, data))
+        np.testing.assert_allclose(_np(fn(N_MESH, xp.asarray(data), xp.asarray(wmap))), ref, rtol=0, atol=1e-12)
+
+
+def test_geometry_gradients_finite(autodiff: _support.AutoDiff, xp: ModuleType) -> None:
+    data, _ = _grids(0.0)
+    d = xp.asarray(data, dtype=xp.float32 if not _support.has_float64(xp) else xp.float64)
+    for fn in (rectangular.pixel_centres, rectangular.pixel_areas):
+        (g,) = autodiff.grad(lambda a, fn=fn: fn(N_MESH, a) ** 2, [d], [0])
+        assert np.isfinite(g).all()
+        assert np.abs(g).max() > 0
+
+
+# ---------------------------------------------------------------------------
+# argument checks
+# ---------------------------------------------------------------------------
+
+
 @pytest.mark.skip_xp_backend("dask", reason="mixes data checks, skipped on lazy arrays (tests/test_dask.py)")
 def test_bad_arguments_raise(xp: ModuleType) -> None:
     data, over = _grids(0.0)
