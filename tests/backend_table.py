@@ -22,7 +22,7 @@ module
 namespace
     The module the ``xp`` fixture returns (the namespace tests call).
 env_runs
-    One environment per pytest run of the session: the suite runs once per
+    Environment variables of each pytest run of the session: the suite runs once per
     entry (JAX: float32 by default, then with x64).
 autodiff
     Whether the framework has autodiff that the suite drives.
