@@ -1,85 +1,175 @@
-"""Sessions: one test session per backend (same suite), lint, demo, example, conformance, bench."""
+"""Sessions: one test session per backend (same suite), lint, demo, example, conformance, bench.
+
+The backends come from one table, ``tests/backend_table.py`` (loaded by path:
+nox's own interpreter needs no numpy).  Sessions that need the same frameworks
+share one virtualenv under ``.nox/_env-<name>`` (PyTorch is installed once, not
+once per session); each is rebuilt only when its requirements,
+``constraints.txt`` or ``pyproject.toml`` change.  knotsafe itself is installed
+editable, so the shared environments always test the working tree.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
 import nox
 
-nox.options.sessions = ["tests-numpy", "tests-jax", "tests-torch", "tests-strict", "conformance", "lint"]
+ROOT = Path(__file__).resolve().parent
+_spec = importlib.util.spec_from_file_location("knotsafe_backend_table", ROOT / "tests" / "backend_table.py")
+assert _spec is not None and _spec.loader is not None
+TABLE = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(TABLE)
+
+nox.options.sessions = [
+    "tests-numpy",
+    "tests-jax",
+    "tests-torch",
+    "tests-strict",
+    "tests-dask",
+    "conformance",
+    "lint",
+]
 nox.options.reuse_existing_virtualenvs = True
 
 PIN = ("-c", "constraints.txt")
-BACKEND_PACKAGES = {
-    "numpy": [],
-    "jax": ["jax"],
-    "torch": ["torch"],
-    "strict": ["array-api-strict"],
-}
-# The xp fixture name for each session's backend.
-FIXTURE_NAME = {"numpy": "numpy", "jax": "jax", "torch": "torch", "strict": "array_api_strict"}
+#: Shared environments: name -> what is installed besides knotsafe (editable).
+#: Each test session runs in its backend's ``env`` from the table, which holds
+#: ``.[test]`` and the packages of every backend sharing it ("base" has no
+#: framework beyond NumPy and array-api-strict).  "all" has every framework,
+#: for the sessions that compare them (conformance, demo, example, bench) and
+#: for the test session of the backend whose env it is (PyTorch: installed once).
+ENVS: dict[str, tuple[str, ...]] = {}
+for _b in TABLE.BACKENDS:
+    ENVS.setdefault(_b["env"], (".[test]",))
+    ENVS[_b["env"]] += tuple(_b["packages"])
+ENVS["all"] = (
+    *ENVS.get("all", (".[test]",)),
+    *(p for b in TABLE.BACKENDS if b["env"] != "all" for p in b["packages"]),
+    "./conformance/plugin",
+    "matplotlib",
+)
+ENVS["lint"] = ("ruff", "mypy", "numpy", "array-api-compat")
+#: pytest options for every test run: no cache folder written into the clone.
+PYTEST = ("-p", "no:cacheprovider")
 
 
 def _install(session: nox.Session, *packages: str) -> None:
+    """Install into the session's own environment (docs, build, mutation), with the pins."""
     session.install(*PIN, *packages)
 
 
-def _test_session(backend: str, packages: list[str]) -> object:
+def _env_python(session: nox.Session, env: str) -> str:
+    """The interpreter of shared environment ``env``, created or updated as needed."""
+    where = ROOT / ".nox" / f"_env-{env}"
+    python = where / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    reqs = list(ENVS[env])
+    stamp = hashlib.sha256(
+        json.dumps(reqs).encode()
+        + (ROOT / "constraints.txt").read_bytes()
+        + (ROOT / "pyproject.toml").read_bytes()
+        + (ROOT / "conformance" / "plugin" / "pyproject.toml").read_bytes()
+    ).hexdigest()
+    stamp_file = where / "knotsafe-requirements.sha256"
+    if python.exists() and stamp_file.exists() and stamp_file.read_text() == stamp:
+        return str(python)
+    if where.exists():
+        shutil.rmtree(where)
+    session.run(sys.executable, "-m", "venv", str(where), external=True)
+    editable = [r for r in reqs if r.startswith(".[")]
+    others = [r for r in reqs if not r.startswith(".[")]
+    session.run(str(python), "-m", "pip", "install", "-q", *PIN, *others, external=True)
+    for e in editable:
+        session.run(str(python), "-m", "pip", "install", "-q", *PIN, "-e", e, external=True)
+    stamp_file.write_text(stamp)
+    return str(python)
+
+
+def _test_session(backend: dict[str, object]) -> None:
+    name = str(backend["name"])
+
     def run(session: nox.Session) -> None:
-        _install(session, ".[test]", *packages)
-        env = {"KNOTSAFE_TEST_BACKENDS": FIXTURE_NAME[backend]}
-        if backend == "jax":
-            # JAX computes in float32 unless x64 is enabled: run the suite both ways.
-            session.run("pytest", *session.posargs, env={**env, "JAX_ENABLE_X64": "0"})
-            session.run("pytest", *session.posargs, env={**env, "JAX_ENABLE_X64": "1"})
-        else:
-            session.run("pytest", *session.posargs, env=env)
+        python = _env_python(session, str(backend["env"]))
+        for extra in backend["env_runs"]:  # type: ignore[attr-defined]
+            env = {"KNOTSAFE_TEST_BACKENDS": name, **extra}
+            session.run(python, "-m", "pytest", *PYTEST, *session.posargs, env=env, external=True)
 
-    run.__doc__ = f"Run the test suite with only the {backend} backend installed."
-    return nox.session(name=f"tests-{backend}")(run)
+    runs = " and ".join(" ".join(f"{k}={v}" for k, v in e.items()) or "once" for e in backend["env_runs"])  # type: ignore[attr-defined]
+    run.__doc__ = f"The test suite on the {name} backend ({runs})."
+    nox.session(name=f"tests-{backend['session']}", venv_backend="none")(run)
 
 
-for _backend, _packages in BACKEND_PACKAGES.items():
-    _test_session(_backend, _packages)
+for _backend in TABLE.BACKENDS:
+    _test_session(_backend)
 
 
-@nox.session
+@nox.session(venv_backend="none")
 def lint(session: nox.Session) -> None:
-    """ruff (lint and format check) and mypy on src/."""
-    _install(session, "ruff", "mypy", "numpy", "array-api-compat")
+    """ruff (lint and format check) on every folder; mypy (strict) on src/knotsafe."""
+    python = _env_python(session, "lint")
     paths = ("src", "tests", "conformance", "benchmarks", "examples", "docs", "noxfile.py")
-    session.run("ruff", "check", *paths)
-    session.run("ruff", "format", "--check", *paths)
-    session.run("mypy", "src/knotsafe")
+    session.run(python, "-m", "ruff", "check", *paths, external=True)
+    session.run(python, "-m", "ruff", "format", "--check", *paths, external=True)
+    session.run(python, "-m", "mypy", "src/knotsafe", external=True)
 
 
-@nox.session
+@nox.session(venv_backend="none")
 def demo(session: nox.Session) -> None:
     """The duplicate-knot scenario on every backend, beside plain interp and stop_gradient+jitter."""
-    _install(session, ".[numpy,jax,torch,strict]")
-    session.run("python", "examples/demo.py", *session.posargs, env={"JAX_ENABLE_X64": "1"})
+    python = _env_python(session, "all")
+    session.run(python, "examples/demo.py", *session.posargs, env={"JAX_ENABLE_X64": "1"}, external=True)
 
 
-@nox.session
+@nox.session(venv_backend="none")
 def example(session: nox.Session) -> None:
     """Lens reconstruction on the adaptive rectangular mesh; writes a figure."""
-    _install(session, ".[numpy,jax,torch,strict]", "matplotlib")
-    session.run("python", "examples/lens_reconstruction.py", *session.posargs, env={"JAX_ENABLE_X64": "1"})
+    python = _env_python(session, "all")
+    session.run(python, "examples/lens_reconstruction.py", *session.posargs, env={"JAX_ENABLE_X64": "1"}, external=True)
 
 
-@nox.session
+@nox.session(venv_backend="none")
 def conformance(session: nox.Session) -> None:
-    """The backend conformance suite; prints and writes the conformance table."""
-    _install(session, ".[test,jax,torch,strict]", "./conformance/plugin")
-    session.run("python", "-m", "conformance", *session.posargs)
-    # The JAX == PyTorch tests need both frameworks: this is the one session that has them.
+    """The backend conformance suite (default hypothesis example counts); writes the table to build/conformance/.
+
+    Also runs the JAX == PyTorch tests: this is the one environment with both frameworks.
+    """
+    python = _env_python(session, "all")
+    session.run(python, "-m", "conformance", *session.posargs, external=True)
     cross = ("tests/test_cross_backend.py", "tests/test_rectangular.py::test_jax_and_torch_gradients_agree")
-    session.run("pytest", *cross, env={"JAX_ENABLE_X64": "1", "KNOTSAFE_REQUIRE_CROSS_BACKEND": "1"})
+    env = {"JAX_ENABLE_X64": "1", "KNOTSAFE_REQUIRE_CROSS_BACKEND": "1"}
+    session.run(python, "-m", "pytest", *PYTEST, *cross, env=env, external=True)
 
 
-@nox.session
+@nox.session(name="conformance-full", venv_backend="none", default=False)
+def conformance_full(session: nox.Session) -> None:
+    """The conformance suite with 20x the default hypothesis examples per fuzz test and random seeds."""
+    python = _env_python(session, "all")
+    session.run(python, "-m", "conformance", "--fuzz-examples", "240", "--fuzz-random", *session.posargs, external=True)
+
+
+@nox.session(name="tests-dask-cluster", venv_backend="none", default=False)
+def tests_dask_cluster(session: nox.Session) -> None:
+    """The full-size dask.distributed run: 1e8 queries against 1e5 knots on a 2-worker LocalCluster."""
+    python = _env_python(session, "dask")
+    env = {"KNOTSAFE_TEST_BACKENDS": "dask", "KNOTSAFE_CLUSTER_QUERIES": "100000000"}
+    session.run(python, "-m", "pytest", *PYTEST, "tests/test_dask_cluster.py", *session.posargs, env=env, external=True)
+
+
+@nox.session(venv_backend="none")
 def bench(session: nox.Session) -> None:
-    """Side-by-side benchmarks against the peers; prints the table and writes the plot."""
-    _install(session, ".[numpy,jax,torch]", "matplotlib", "torchinterp1d")
-    session.run("python", "benchmarks/run.py", *session.posargs)
+    """Side-by-side benchmarks against the peers (``-- --scale``: Dask workers and JAX devices, benchmarks/scale.py)."""
+    python = _env_python(session, "all")
+    if "--scale" in session.posargs:
+        rest = [a for a in session.posargs if a != "--scale"]
+        session.run(python, "benchmarks/scale.py", *rest, external=True)
+        return
+    session.run(python, "-m", "pip", "install", "-q", *PIN, "torchinterp1d", external=True)
+    session.run(python, "benchmarks/run.py", *session.posargs, external=True)
 
 
 # --- Documentation and release (appended: the test sessions above are independent of these) ---

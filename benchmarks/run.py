@@ -45,11 +45,17 @@ if (ROOT / "src" / "knotsafe").is_dir():
     sys.path.insert(1, str(ROOT / "src"))
 
 import contextlib  # noqa: E402
+import importlib.util  # noqa: E402
 
 import numpy as np  # noqa: E402
 import peers  # noqa: E402
 
-BACKENDS = ("numpy", "jax", "torch")
+_spec = importlib.util.spec_from_file_location("knotsafe_backend_table", ROOT / "tests" / "backend_table.py")
+assert _spec is not None and _spec.loader is not None
+_TABLE = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_TABLE)
+#: From tests/backend_table.py, the one list of backends.
+BACKENDS = tuple(b["name"] for b in _TABLE.BACKENDS if b["bench"])
 #: (backend, mode, peer) -> largest allowed ratio knotsafe / peer (issue #5).
 TARGETS = {
     ("numpy", "fwd", "numpy.interp"): 1.05,

@@ -18,6 +18,8 @@ def backend_name(xp: ModuleType) -> str:
     name = xp.__name__
     if name.startswith("jax"):
         return "jax"
+    if name.startswith("array_api_compat.dask"):
+        return "dask"
     return name.split(".")[0]
 
 

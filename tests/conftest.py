@@ -9,17 +9,20 @@ adjust one backend.  JAX follows ``JAX_ENABLE_X64`` (read by JAX itself).
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import os
+from collections.abc import Iterator
 from types import ModuleType
 
 import numpy as np
 import pytest
 
-from tests import _support
+from tests import _support, backend_table
 
-ALL_BACKENDS = ("numpy", "array_api_strict", "jax", "torch")
-_MODULES = {"numpy": "numpy", "array_api_strict": "array_api_strict", "jax": "jax.numpy", "torch": "torch"}
+ALL_BACKENDS = backend_table.NAMES
+_MODULES = {b["name"]: b["namespace"] for b in backend_table.BACKENDS}
+#: Dask arrays made by the tests are cut into chunks of this size, so that every
+#: operation crosses chunk boundaries (1024 float64 or 2048 float32 per chunk; tests/test_dask.py cuts smaller).
+DASK_CHUNK_SIZE = "8KiB"
 
 
 def _selected() -> list[str]:
@@ -28,7 +31,7 @@ def _selected() -> list[str]:
     unknown = set(names) - set(ALL_BACKENDS)
     if unknown:
         raise pytest.UsageError(f"KNOTSAFE_TEST_BACKENDS names unknown backends: {sorted(unknown)}")
-    missing = [n for n in names if importlib.util.find_spec(n) is None]
+    missing = [n for n in names if not backend_table.installed(n)]
     if wanted and missing:
         raise pytest.UsageError(f"KNOTSAFE_TEST_BACKENDS asks for backends that are not installed: {missing}")
     return [n for n in names if n not in missing]
@@ -43,8 +46,14 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 
 @pytest.fixture(params=BACKENDS)
-def xp(request: pytest.FixtureRequest) -> ModuleType:
-    """The backend's namespace module (numpy, array_api_strict, jax.numpy, torch)."""
+def xp(request: pytest.FixtureRequest) -> Iterator[ModuleType]:
+    """The backend's namespace module (numpy, array_api_strict, jax.numpy, torch,
+    array_api_compat.dask.array).
+
+    On dask, ``xp.asarray`` of NumPy data makes arrays of several small chunks
+    (``DASK_CHUNK_SIZE``) so that operations on the larger test arrays cross chunk boundaries;
+    ``tests/test_dask.py`` checks that knotsafe itself never computes.
+    """
     name = request.param
     for marker in request.node.iter_markers("skip_xp_backend"):
         if marker.args[0] == name:
@@ -56,7 +65,14 @@ def xp(request: pytest.FixtureRequest) -> ModuleType:
         import torch
 
         torch.set_default_dtype(torch.float32)
-    return importlib.import_module(_MODULES[name])
+    module = importlib.import_module(_MODULES[name])
+    if name == "dask":
+        import dask
+
+        with dask.config.set({"array.chunk-size": DASK_CHUNK_SIZE}):
+            yield module
+        return
+    yield module
 
 
 @pytest.fixture(params=["float64", "float32"])

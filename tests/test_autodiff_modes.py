@@ -38,6 +38,7 @@ def test_forward_mode_equals_reverse_mode(xp: ModuleType, autodiff: AutoDiff, ca
 @pytest.mark.skip_xp_backend("numpy", reason="jax.jit only")
 @pytest.mark.skip_xp_backend("array_api_strict", reason="jax.jit only")
 @pytest.mark.skip_xp_backend("torch", reason="jax.jit only")
+@pytest.mark.skip_xp_backend("dask", reason="jax.jit only")
 def test_jax_jit_gives_identical_values_and_gradients(xp: ModuleType) -> None:
     import jax
 
