@@ -95,8 +95,31 @@ def rank_reference(points: np.ndarray, weights: np.ndarray | None = None) -> tup
             ranks.append(np.arange(1, n + 1) / (n + 1))
         else:
             cw = np.cumsum(np.asarray(weights, dtype=np.float64)[order])
-            ranks.append(cw / cw[-1] * (n / (n + 1)))
+            ranks.append(_spread_ties(knots[-1], cw) / cw[-1] * (n / (n + 1)))
     return knots, ranks
+
+
+def _spread_ties(sorted_col: np.ndarray, cw: np.ndarray) -> np.ndarray:
+    """The documented tie rule: a run of m equal points shares its total weight evenly.
+
+    Position ``s + i`` of a run starting at ``s`` gets ``C + W (i + 1) / m`` with ``C`` the
+    cumulative weight before the run and ``W`` the run's total (a loop over runs, written
+    independently of knotsafe's vectorised version).
+    """
+    out = cw.copy()
+    start = 0
+    n = sorted_col.shape[0]
+    while start < n:
+        end = start
+        while end + 1 < n and sorted_col[end + 1] == sorted_col[start]:
+            end += 1
+        before = cw[start - 1] if start > 0 else 0.0
+        total = cw[end] - before
+        m = end - start + 1
+        for i in range(m):
+            out[start + i] = cw[end] if i == m - 1 else before + total * (i + 1) / m
+        start = end + 1
+    return out
 
 
 def transform_reference(points: np.ndarray, q: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:

@@ -126,6 +126,7 @@ def test_derivative_on_first_interior_and_last_knot(xp: ModuleType, autodiff: Au
 # --- left / right under jax.jit ------------------------------------------------
 
 
+@pytest.mark.skip_xp_backend("dask", reason="jax.jit only")
 @pytest.mark.skip_xp_backend("numpy", reason="jax.jit only")
 @pytest.mark.skip_xp_backend("array_api_strict", reason="jax.jit only")
 @pytest.mark.skip_xp_backend("torch", reason="jax.jit only")

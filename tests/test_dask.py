@@ -121,6 +121,21 @@ def test_create_transforms_on_chunked_points_equal_numpy_bitwise(rng: np.random.
     np.testing.assert_array_equal(i_out.compute(scheduler="sync"), ref_inv(u))
 
 
+def test_kernel_transform_on_chunked_points_needs_span_ratio_and_is_lazy(rng: np.random.Generator) -> None:
+    """method="kernel" sizes a static node grid: lazy points need `span_ratio=`, then it is lazy and exact."""
+    pts = rng.normal(size=(500, 2))
+    q = rng.normal(size=(400, 2)) * 1.5
+    with no_compute(), pytest.raises(ValueError, match="span_ratio"):
+        knotsafe.create_transforms(_chunked(pts, (100, 2)), method="kernel", bandwidth=0.2)
+    with no_compute():
+        tr, _ = knotsafe.create_transforms(_chunked(pts, (100, 2)), method="kernel", bandwidth=0.2, span_ratio=60.0)
+        out = tr(_chunked(q, (50, 2)))
+    ref_tr, _ = knotsafe.create_transforms(pts, method="kernel", bandwidth=0.2)
+    # Two node grids (sized from span_ratio and from the data), each within the documented
+    # 1e-12 of the exact sum: they agree to twice that.
+    np.testing.assert_allclose(out.compute(scheduler="sync"), ref_tr(q), rtol=0, atol=2e-12)
+
+
 def test_rectangular_mesh_on_chunked_grids_equals_numpy_bitwise() -> None:
     """The over-sampled grid (the queries) chunked, the data grid (the knots) in one chunk.
 

@@ -114,9 +114,14 @@ def interp(
       1), so a knot at 0 and one at ``period``, which coincide after the
       reduction, form a duplicate bin with zero slope.
 
-    At a knot the one-sided derivative from the right is returned.  Second
-    derivatives are not provided (they are zero or undefined almost
-    everywhere for piecewise-linear functions).
+    At a knot the one-sided derivative from the right is returned.
+
+    Second derivatives (JAX ``hessian``/``jacfwd(jacrev)``, PyTorch double
+    backward and ``torch.func.hessian``) are the exact derivatives of this
+    rule: ``d2/dx2 = 0``, the mixed and knot terms are the derivatives of the
+    slope and the barycentric weights, and they are 0 in duplicate bins and
+    outside the knots.  The generic ``stop_gradient`` path of a registered
+    backend gives first derivatives only (its second derivatives are 0).
 
     Examples
     --------
