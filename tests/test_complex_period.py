@@ -182,7 +182,7 @@ def test_complex_periodic(xp: ModuleType) -> None:
 
 @pytest.mark.skip_xp_backend(
     "dask",
-    reason="the `knots must be finite` case is a data check: needs values, skipped on lazy dask arrays (tests/test_dask.py)",
+    reason="its knots-finite case is a data check: skipped on lazy dask arrays",
 )
 @pytest.mark.parametrize(
     ("period", "knots", "exc", "match"),
