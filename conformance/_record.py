@@ -32,6 +32,8 @@ PROPS: tuple[Prop, ...] = (
     Prop("jit", "identical with and without jit", "bitwise", "ulp", 0.0),
     Prop("vmap", "vmap gives the per-example results", "bitwise", "ulp", 0.0),
     Prop("cross", "same gradients on JAX and PyTorch (float64)", "rel ≤ 1e-12", "rel", 1e-12),
+    Prop("second_order", "second derivatives = central differences of the gradient", "rel ≤ 1e-6", "rel", 1e-6),
+    Prop("compile_eager", "torch.compile = eager (value and gradients)", "rel ≤ 1e-12", "rel", 1e-12),
     Prop(
         "tf_values",
         "create_transforms: values = sort + numpy.interp on i/(N+1)",

@@ -66,6 +66,9 @@ def test_second_derivatives_equal_central_differences(autodiff: Driver, rec: Any
     """Hessian of sum(interp**2) w.r.t. (x, values) = central differences of the analytic gradient."""
     if "float64" not in autodiff.dtypes:
         pytest.skip("float64 not available")
+    if autodiff.expected_hooks not in (None, "jax", "torch"):
+        # A registered backend with only stop_gradient gets first derivatives (documented).
+        pytest.skip("n/a: the generic stop_gradient path gives first derivatives only")
     for case in cases("float64"):
         if case.knots.size > 64 or case.knots.size < 2:
             continue
@@ -100,6 +103,10 @@ def test_torch_compile_equals_eager(autodiff: Driver, rec: Any) -> None:
     """torch.compile(fullgraph=True) of sum(interp**2): value and gradients = eager to rounding."""
     if autodiff.autodiff != "torch":
         pytest.skip("n/a: torch.compile is PyTorch's")
+    if autodiff.expected_hooks != "torch":
+        # Generic hooks cannot tell that torch.compile is tracing: the input checks read data and
+        # torch.compile raises (a data-dependent guard), never a different gradient.
+        pytest.skip("n/a: torch.compile needs PyTorch's own hooks (generic hooks raise under it)")
     import torch
 
     for case in cases("float64"):
