@@ -158,7 +158,9 @@ def _normalisation(xp: ModuleType, data_grid: Array) -> tuple[Array, Array]:
     ``torch.std`` defaults to the sample std.
     """
     amax = hooks_for(xp).stop_gradient(xp.max(xp.abs(data_grid)))
-    unit = xp.pow(xp.asarray(2.0, dtype=data_grid.dtype, device=compat.device(data_grid)), xp.floor(xp.log2(amax)))
+    # full_like, not asarray(..., device=...): under jax.jit a fixed device would pin the result to
+    # one device and clash with sharded inputs.
+    unit = xp.pow(xp.full_like(amax, 2.0), xp.floor(xp.log2(amax)))
     # All-zero data (rejected on concrete arrays) or flushed subnormals: no rescaling.
     unit = xp.where(xp.isfinite(unit) & (unit > 0), unit, xp.ones_like(unit))
     unit_data = data_grid / unit
