@@ -28,11 +28,11 @@ MUTANTS = {
     "factor_1": (R, "DUPLICATE_EPS_FACTOR = 8.0", "DUPLICATE_EPS_FACTOR = 1.0"),
     "stop_gradient_total": (
         T,
-        "        total = cum[-1]\n",
-        "        from knotsafe.backends import hooks_for\n\n        total = hooks_for(xp).stop_gradient(cum[-1])\n",
+        "    total = cum[-1]\n",
+        "    from knotsafe.backends import hooks_for\n\n    total = hooks_for(xp).stop_gradient(cum[-1])\n",
     ),
     "ranks_i_over_N": (T, "/ (n + 1)\n        return xp.sort", "/ n\n        return xp.sort"),
-    "weighted_ranks_no_N_over_N1": (T, "cum / (total + total / n)", "cum / total"),
+    "weighted_ranks_no_N_over_N1": (T, "cum_w / (total + total / n)", "cum_w / total"),
 }
 tests = sys.argv[1:] or ["tests/test_contract.py"]
 names = os.environ.get("MUTANTS")
