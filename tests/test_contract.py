@@ -27,28 +27,11 @@ from tests._contract import (
     pyautoarray_mappings,
     transform_reference,
 )
-from tests._support import AutoDiff, asarray, backend_name, eps_of, has_float64, to_numpy
+from tests._support import AutoDiff, asarray, backend_name, eps_of, has_float64, interp_jacobians, to_numpy
 
 
 def _dt(xp: ModuleType) -> str:
     return "float64" if has_float64(xp) else "float32"
-
-
-def _jacobians(
-    autodiff: AutoDiff, xp: ModuleType, x: np.ndarray, k: np.ndarray, v: np.ndarray, dt: str, **kw: Any
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """d out/d x (diagonal), d out/d knots and d out/d values, reverse and forward mode both checked."""
-    X, K, V = (asarray(xp, a, dt) for a in (x, k, v))
-    out = []
-    for f, arg in (
-        (lambda a: knotsafe.interp(a, K, V, **kw), X),
-        (lambda a: knotsafe.interp(X, a, V, **kw), K),
-        (lambda a: knotsafe.interp(X, K, a, **kw), V),
-    ):
-        fwd, rev = autodiff.jacobians(f, arg)
-        np.testing.assert_array_equal(fwd, rev)
-        out.append(rev.astype(np.float64))
-    return np.diagonal(out[0]).copy(), out[1], out[2]
 
 
 # --- left / right: forward values --------------------------------------------
@@ -91,7 +74,7 @@ def test_left_right_gradients(xp: ModuleType, autodiff: AutoDiff, kw: dict) -> N
     k = np.array([0.0, 1.0, 3.0])
     v = np.array([0.0, 2.0, 10.0])
     x = np.array([-1.0, 0.0, 0.5, 1.0, 2.0, 3.0, 4.0, -np.inf, np.inf])
-    gx, gk, gv = _jacobians(autodiff, xp, x, k, v, dt, **kw)
+    gx, gk, gv = interp_jacobians(autodiff, xp, x, k, v, dt, **kw)
     _, ex, ek, ev = contract_partials(x, k, v, threshold=contract_threshold(k, dt), **kw)
     # Every expected partial is a small dyadic rational (slopes 2 and 4, w in {0, 1/2}):
     # exact in any float dtype, so exact equality is the derived tolerance.
@@ -116,7 +99,7 @@ def test_derivative_on_first_interior_and_last_knot(xp: ModuleType, autodiff: Au
     k, v = np.array([0.0, 1.0, 3.0]), np.array([0.0, 2.0, 10.0])
     x = np.array([0.0, 1.0, 3.0])
     for kw in ({}, {"right": 9.0}, {"left": -1.0}):
-        gx, gk, gv = _jacobians(autodiff, xp, x, k, v, dt, **kw)
+        gx, gk, gv = interp_jacobians(autodiff, xp, x, k, v, dt, **kw)
         np.testing.assert_array_equal(gx, [2.0, 4.0, 0.0])
         # On a knot w = 0: the bin's lower knot and value carry everything.
         np.testing.assert_array_equal(gk, [[-2.0, 0.0, 0.0], [0.0, -4.0, 0.0], [0.0, 0.0, 0.0]])
@@ -429,7 +412,7 @@ def test_generic_stop_gradient_path(xp: ModuleType, autodiff: AutoDiff, knot_gra
         k = np.array([0.0, 1.0, 1.0, 3.0])
         v = np.array([0.0, 2.0, 4.0, 10.0])
         x = np.array([-1.0, 0.0, 0.5, 1.0, 2.0, 3.0, 4.0])
-        gx, gk, gv = _jacobians(autodiff, xp, x, k, v, dt, knot_grad=knot_grad)
+        gx, gk, gv = interp_jacobians(autodiff, xp, x, k, v, dt, knot_grad=knot_grad)
         _, ex, ek, ev = contract_partials(x, k, v, threshold=contract_threshold(k, dt), knot_grad=knot_grad)
         # Slopes 2 and 3, w in {0, 1/2}: every partial is exact in float32 and float64.
         np.testing.assert_array_equal(gx, ex)

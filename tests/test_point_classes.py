@@ -13,14 +13,13 @@ below and above the range, NaN and +-inf, each with and without
 from __future__ import annotations
 
 from types import ModuleType
-from typing import Any
 
 import numpy as np
 import pytest
 
 import knotsafe
 from tests._contract import contract_partials, contract_threshold
-from tests._support import AutoDiff, asarray, to_numpy
+from tests._support import AutoDiff, asarray, interp_jacobians, to_numpy
 
 
 def _ulps(x: float, n: int, dtype_name: str) -> float:
@@ -68,22 +67,6 @@ LEFT_RIGHT = [
 ]
 
 
-def _jacobians(
-    autodiff: AutoDiff, xp: ModuleType, x: np.ndarray, k: np.ndarray, v: np.ndarray, dt: str, **kw: Any
-) -> tuple[np.ndarray, ...]:
-    X, K, V = (asarray(xp, a, dt) for a in (x, k, v))
-    out = []
-    for f, arg in (
-        (lambda a: knotsafe.interp(a, K, V, **kw), X),
-        (lambda a: knotsafe.interp(X, a, V, **kw), K),
-        (lambda a: knotsafe.interp(X, K, a, **kw), V),
-    ):
-        fwd, rev = autodiff.jacobians(f, arg)
-        np.testing.assert_array_equal(fwd, rev)  # forward and reverse mode agree bitwise
-        out.append(rev.astype(np.float64))
-    return np.diagonal(out[0]).copy(), out[1], out[2]
-
-
 def _bound(expected: np.ndarray, slope_max: float, dt: str) -> np.ndarray:
     """Rounding bound of a partial computed in ``dt`` against the float64 transcription.
 
@@ -109,7 +92,7 @@ def test_every_point_class(
     thr = contract_threshold(k, dtype_name)
     gaps = np.diff(k.astype(np.float64))
     assert gaps[5] <= thr / 4 and gaps[[0, 1, 4, 6]].min() > 1e4 * thr  # the case is what it says
-    gx, gk, gv = _jacobians(autodiff, xp, x, k, v, dtype_name, knot_grad=knot_grad, **kw)
+    gx, gk, gv = interp_jacobians(autodiff, xp, x, k, v, dtype_name, knot_grad=knot_grad, **kw)
     _, ex, ek, ev = contract_partials(x, k, v, threshold=thr, knot_grad=knot_grad, **kw)
     genuine = gaps > thr
     slope_max = float(np.max(np.abs(np.diff(v.astype(np.float64))[genuine] / gaps[genuine])))
@@ -138,7 +121,7 @@ def test_single_knot(xp: ModuleType, autodiff: AutoDiff, dtype_name: str, knot_g
     got = to_numpy(knotsafe.interp(X, K, V, knot_grad=knot_grad, **kw))
     value, ex, ek, ev = contract_partials(x, k, v, threshold=contract_threshold(k, dtype_name), **kw)
     np.testing.assert_array_equal(got, value.astype(dtype_name))  # copies of 7, left or right: exact
-    gx, gk, gv = _jacobians(autodiff, xp, x, k, v, dtype_name, knot_grad=knot_grad, **kw)
+    gx, gk, gv = interp_jacobians(autodiff, xp, x, k, v, dtype_name, knot_grad=knot_grad, **kw)
     np.testing.assert_array_equal(gx, ex)
     np.testing.assert_array_equal(gk, ek)
     np.testing.assert_array_equal(gv, ev)

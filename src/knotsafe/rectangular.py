@@ -23,7 +23,6 @@ finite on duplicate and near-duplicate points, exact elsewhere.
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
@@ -50,24 +49,12 @@ TransformOf = Callable[[Array, Any], Transform]
 # --------------------------------------------------------------------------
 
 
-def _integer(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool):
-        raise TypeError(f"`{name}` must be an integer, got {value!r}")
-    try:
-        v = operator.index(value)
-    except TypeError as exc:
-        raise TypeError(f"`{name}` must be an integer, got {value!r}") from exc
-    if v < minimum:
-        raise ValueError(f"`{name}` must be at least {minimum}, got {v}")
-    return v
-
-
 def _grid_size(source_grid_size: Any) -> int:
-    return _integer("source_grid_size", source_grid_size, 3)
+    return _namespace.check_integer("source_grid_size", source_grid_size, 3)
 
 
 def _positive_int(name: str, value: Any) -> int:
-    return _integer(name, value, 1)
+    return _namespace.check_integer(name, value, 1)
 
 
 @dataclass(frozen=True)

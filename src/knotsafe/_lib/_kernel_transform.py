@@ -7,7 +7,6 @@ bandwidth, sizes the node grid (a static shape) and wraps the tables in the
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -48,17 +47,8 @@ def check_bandwidth(xp: ModuleType, bandwidth: Any, dim: int, dtype: Any, like: 
 
 
 def check_n_knots(n_knots: Any) -> int | None:
-    if n_knots is None:
-        return None
-    if isinstance(n_knots, bool):
-        raise TypeError(f"`n_knots` must be an integer or None, got {n_knots!r}")
-    try:
-        m = operator.index(n_knots)
-    except TypeError as exc:
-        raise TypeError(f"`n_knots` must be an integer or None, got {n_knots!r}") from exc
-    if m < 2:
-        raise ValueError(f"`n_knots` must be at least 2, got {m}")
-    return m
+    """``n_knots``: None (the exact inverse) or an integer >= 2 (the table inverse)."""
+    return None if n_knots is None else _namespace.check_integer("n_knots", n_knots, 2)
 
 
 def _grid_for(xp: ModuleType, points: Array, h: Array, span_ratio: float | None) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import operator
 import sys
 import threading
 from collections.abc import Callable
@@ -178,3 +179,16 @@ def check_scalar(name: str, value: Any) -> float | None:
         raise TypeError(
             f"`{name}` must be a real number or None (a constant, not a traced array), got {value!r}"
         ) from exc
+
+
+def check_integer(name: str, value: Any, minimum: int) -> int:
+    """An integer argument ``name`` (not a bool) of at least ``minimum``."""
+    if isinstance(value, bool):
+        raise TypeError(f"`{name}` must be an integer, got {value!r}")
+    try:
+        v = operator.index(value)
+    except TypeError as exc:
+        raise TypeError(f"`{name}` must be an integer, got {value!r}") from exc
+    if v < minimum:
+        raise ValueError(f"`{name}` must be at least {minimum}, got {v}")
+    return v
