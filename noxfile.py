@@ -57,6 +57,21 @@ ENVS["all"] = (
 ENVS["lint"] = ("ruff", "mypy", "numpy", "array-api-compat")
 #: pytest options for every test run: no cache folder written into the clone.
 PYTEST = ("-p", "no:cacheprovider")
+#: Test sessions run on two pytest-xdist workers (``-- -n0`` after the session name runs them in
+#: one process).  ``worksteal``: the test files differ a lot in cost, and an idle worker takes over
+#: the rest of another's queue.
+XDIST = ("-n", "2", "--dist", "worksteal")
+#: JAX's persistent compilation cache, in the ignored .nox/ folder: JAX compiles every operation
+#: for every new shape and dtype (about 0.1 s of CPU each on a small machine), and the same
+#: compilations recur in the other xdist worker, the 8-device sharding subprocess and the
+#: conformance session.  Every compilation is cached (no minimum time or size); the cache is
+#: keyed on the program, the JAX version, the flags and the devices, so a hit runs the program
+#: XLA would have compiled.  Delete .nox/jax-cache to start from nothing.
+JAX_CACHE = {
+    "JAX_COMPILATION_CACHE_DIR": str(ROOT / ".nox" / "jax-cache"),
+    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+    "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+}
 
 
 def _install(session: nox.Session, *packages: str) -> None:
@@ -96,8 +111,8 @@ def _test_session(backend: dict[str, object]) -> None:
     def run(session: nox.Session) -> None:
         python = _env_python(session, str(backend["env"]))
         for extra in backend["env_runs"]:  # type: ignore[attr-defined]
-            env = {"KNOTSAFE_TEST_BACKENDS": name, **extra}
-            session.run(python, "-m", "pytest", *PYTEST, *session.posargs, env=env, external=True)
+            env = {"KNOTSAFE_TEST_BACKENDS": name, **JAX_CACHE, **extra}
+            session.run(python, "-m", "pytest", *PYTEST, *XDIST, *session.posargs, env=env, external=True)
 
     runs = " and ".join(" ".join(f"{k}={v}" for k, v in e.items()) or "once" for e in backend["env_runs"])  # type: ignore[attr-defined]
     run.__doc__ = f"The test suite on the {name} backend ({runs})."
@@ -139,9 +154,9 @@ def conformance(session: nox.Session) -> None:
     Also runs the JAX == PyTorch tests: this is the one environment with both frameworks.
     """
     python = _env_python(session, "all")
-    session.run(python, "-m", "conformance", *session.posargs, external=True)
+    session.run(python, "-m", "conformance", *session.posargs, env=JAX_CACHE, external=True)
     cross = ("tests/test_cross_backend.py", "tests/test_rectangular.py::test_jax_and_torch_gradients_agree")
-    env = {"JAX_ENABLE_X64": "1", "KNOTSAFE_REQUIRE_CROSS_BACKEND": "1"}
+    env = {"JAX_ENABLE_X64": "1", "KNOTSAFE_REQUIRE_CROSS_BACKEND": "1", **JAX_CACHE}
     session.run(python, "-m", "pytest", *PYTEST, *cross, env=env, external=True)
 
 
@@ -149,7 +164,8 @@ def conformance(session: nox.Session) -> None:
 def conformance_full(session: nox.Session) -> None:
     """The conformance suite with 20x the default hypothesis examples per fuzz test and random seeds."""
     python = _env_python(session, "all")
-    session.run(python, "-m", "conformance", "--fuzz-examples", "240", "--fuzz-random", *session.posargs, external=True)
+    args = ("--fuzz-examples", "240", "--fuzz-random")
+    session.run(python, "-m", "conformance", *args, *session.posargs, env=JAX_CACHE, external=True)
 
 
 @nox.session(name="tests-dask-cluster", venv_backend="none", default=False)
