@@ -8,7 +8,7 @@ import torch
 import torch.autograd.forward_ad as _fwd_ad
 
 from knotsafe._lib._hooks import BackendHooks
-from knotsafe._lib._rule import InterpRule, Partials
+from knotsafe._lib._rule import AnyNan, InterpRule, Partials
 
 
 def _take(xp: Any, a: Any, idx: Any) -> Any:
@@ -28,7 +28,9 @@ class _InterpFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(x: Any, knots: Any, values: Any, rule: InterpRule) -> Any:  # type: ignore[override]
-        out, p = rule.value_and_partials(x, knots, values)
+        # Only first derivatives use these partials (second derivatives
+        # recompute them differentiably, see _partials): the cheaper form.
+        out, p = rule.value_and_partials(x, knots, values, first_order=True, any_nan=_any_nan_reader(x))
         return out, p.j, p.dx, p.a0, p.a1
 
     @staticmethod
@@ -68,6 +70,30 @@ def _partials(ctx: Any) -> Partials:
     return rule.partials(j, dx, a0, a1)
 
 
+def _any_nan_reader(x: Any) -> AnyNan | None:
+    """The rule's NaN-retry shortcut for CPU tensors in eager mode, else None.
+
+    One reduction read on the host replaces the forward's two NaN retries
+    (seven passes over the queries) when the first estimate has no NaN.  Not
+    on accelerators (the read would synchronise the device) nor under
+    torch.compile (it would break the graph); under torch.func transforms the
+    read fails and the retries run.
+    """
+    if x.device.type != "cpu" or torch.compiler.is_compiling():
+        return None
+    return _any_nan
+
+
+def _any_nan(out: Any) -> bool:
+    # Not a data check (those live in _checks and raise): a read that only
+    # picks the shorter of two paths with the same values.  Any failure to
+    # read (torch.func transforms) takes the full path.
+    try:
+        return bool(torch.isnan(out).any())
+    except Exception:
+        return True
+
+
 def _plain_tensor(t: Any) -> bool:
     """No autograd, forward-AD or torch.func information rides on ``t``.
 
@@ -94,7 +120,7 @@ def _linearize(hooks: BackendHooks, rule: InterpRule, x: Any, knots: Any, values
     if _plain_tensor(x) and _plain_tensor(knots) and _plain_tensor(values):
         # Nothing can ask for a derivative: forward values only, without the
         # partials (same arithmetic as the Function's first output).
-        return rule.value(x, knots, values)
+        return rule.value(x, knots, values, _any_nan_reader(x))
     return _Interp.apply(x, knots, values, rule)[0]  # type: ignore[no-untyped-call]
 
 

@@ -39,6 +39,7 @@ Outside ``[knots[0], knots[-1])`` the output is a constant (``left``,
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -49,6 +50,8 @@ if TYPE_CHECKING:
     from knotsafe._lib._hooks import BackendHooks
 
 Array = Any
+#: ``out -> bool``: whether an array may hold a NaN (True when unknown).
+AnyNan = Callable[[Array], bool]
 
 #: A knot gap at or below ``DUPLICATE_EPS_FACTOR * eps * max|knots|`` is a
 #: duplicate.  Near-duplicate knots come from rounding at the scale of the whole
@@ -136,6 +139,7 @@ class _Forward:
     d0: Array  # x - k0
     below: Array  # x < knots[0]
     at_end: Array  # the entries that copy values[-1]
+    slope: Array  # rise / safe_gap
 
 
 @dataclass(frozen=True)
@@ -171,8 +175,23 @@ class InterpRule:
         take = self.hooks.take
         return j, take(xp, knots, j), take(xp, knots, j1), take(xp, values, j), take(xp, values, j1)
 
-    def _forward(self, x: Array, knots: Array, values: Array, k0: Array, k1: Array, f0: Array, f1: Array) -> _Forward:
-        """numpy.interp's arithmetic, operation for operation (compiled_base.c)."""
+    def _forward(
+        self,
+        x: Array,
+        knots: Array,
+        values: Array,
+        k0: Array,
+        k1: Array,
+        f0: Array,
+        f1: Array,
+        any_nan: AnyNan | None = None,
+    ) -> _Forward:
+        """numpy.interp's arithmetic, operation for operation (compiled_base.c).
+
+        ``any_nan(out)`` (optional) says whether the first estimate may hold
+        a NaN; when it answers False the NaN retries below are identities and
+        are skipped (same values, fewer passes over the queries).
+        """
         xp = self.xp
         # The bin a finite in-range query uses always has k1 > x >= k0, so a
         # zero gap only occurs for entries the outer `where`s replace.
@@ -182,9 +201,10 @@ class InterpRule:
         safe_gap = xp.where(gap == 0, xp.ones_like(gap), gap)
         slope = rise / safe_gap
         out = slope * d0 + f0
-        # numpy: "If we get nan in one direction, try the other".
-        out = xp.where(xp.isnan(out), slope * (x - k1) + f1, out)
-        out = xp.where(xp.isnan(out) & (f0 == f1), f0, out)
+        if any_nan is None or any_nan(out):
+            # numpy: "If we get nan in one direction, try the other".
+            out = xp.where(xp.isnan(out), slope * (x - k1) + f1, out)
+            out = xp.where(xp.isnan(out) & (f0 == f1), f0, out)
         out = xp.where(x == k0, f0, out)
         last = values[-1]
         lo = values[0] if self.left is None else xp.asarray(self.left, dtype=out.dtype, device=_device(out))
@@ -199,12 +219,15 @@ class InterpRule:
             out = xp.where(at_end, last, out)
         below = x < knots[0]
         out = xp.where(below, lo, out)
-        return _Forward(xp.where(xp.isnan(x), x, out), gap, safe_gap, rise, d0, below, at_end)
+        return _Forward(xp.where(xp.isnan(x), x, out), gap, safe_gap, rise, d0, below, at_end, slope)
 
-    def value(self, x: Array, knots: Array, values: Array) -> Array:
-        """Forward values of ``numpy.interp(x, knots, values, left, right)``."""
+    def value(self, x: Array, knots: Array, values: Array, any_nan: AnyNan | None = None) -> Array:
+        """Forward values of ``numpy.interp(x, knots, values, left, right)``.
+
+        ``any_nan``: see :meth:`_forward` (a backend's shortcut, same values).
+        """
         _, k0, k1, f0, f1 = self._bracket(x, knots, values)
-        return self._forward(x, knots, values, k0, k1, f0, f1).out
+        return self._forward(x, knots, values, k0, k1, f0, f1, any_nan).out
 
     def threshold(self, knots: Array) -> Array | float:
         """Largest knot gap that counts as a duplicate (see DUPLICATE_EPS_FACTOR).
@@ -224,12 +247,23 @@ class InterpRule:
         """Partials from arrays an earlier :meth:`value_and_partials` returned."""
         return Partials(j, dx, a0, a1, KNOT_GRAD_MODES[self.knot_grad], self.hooks, self.xp)
 
-    def value_and_partials(self, x: Array, knots: Array, values: Array) -> tuple[Array, Partials]:
+    def value_and_partials(
+        self,
+        x: Array,
+        knots: Array,
+        values: Array,
+        *,
+        first_order: bool = False,
+        any_nan: AnyNan | None = None,
+    ) -> tuple[Array, Partials]:
         """Forward values and the gradient rule's partials.
 
         The partials are differentiable functions of the inputs (for second
-        derivatives); a caller that only needs first derivatives may pass
-        stop-gradiented inputs.
+        derivatives).  ``first_order=True`` is for callers whose inputs carry
+        no derivative (a custom rule's forward, stop-gradiented inputs): the
+        partials then get the same values, bit for bit, from fewer operations
+        (the forward's slope and one division for the weights) but are not
+        differentiable.  ``any_nan``: see :meth:`_forward`.
         """
         xp = self.xp
         knot_grad = KNOT_GRAD_MODES[self.knot_grad]
@@ -237,7 +271,7 @@ class InterpRule:
             # "stop": the knots are constants to every derivative of any order.
             knots = self.hooks.stop_gradient(knots)
         j, k0, k1, f0, f1 = self._bracket(x, knots, values)
-        fwd = self._forward(x, knots, values, k0, k1, f0, f1)
+        fwd = self._forward(x, knots, values, k0, k1, f0, f1, any_nan)
 
         inside = (x >= knots[0]) & (x < knots[-1])  # False for NaN queries
         zero = xp.zeros_like(x)
@@ -251,11 +285,18 @@ class InterpRule:
         # so every second derivative in a duplicate bin is 0.  A bin touching
         # an infinite knot (gap inf or NaN) is treated as a duplicate too.
         genuine = inside & (fwd.gap > self.threshold(knots)) & (fwd.gap < math.inf)
-        dx = self.hooks.safe_slope(xp, fwd.rise, fwd.gap, genuine)
-        # Double where: the differentiable division only ever sees genuine gaps.
-        one = xp.ones_like(x)
-        w_genuine = fwd.d0 / xp.where(genuine, fwd.gap, one)
-        w = xp.where(genuine, w_genuine, self.hooks.stop_gradient(fwd.d0 / fwd.safe_gap))
+        if first_order:
+            # A genuine gap is > threshold >= 0, so there safe_gap == gap and
+            # the forward's slope is rise / gap: the same values as the
+            # guarded divisions below, which only differentiability needs.
+            dx = xp.where(genuine, fwd.slope, zero)
+            w = fwd.d0 / fwd.safe_gap
+        else:
+            dx = self.hooks.safe_slope(xp, fwd.rise, fwd.gap, genuine)
+            # Double where: the differentiable division only ever sees genuine gaps.
+            one = xp.ones_like(x)
+            w_genuine = fwd.d0 / xp.where(genuine, fwd.gap, one)
+            w = xp.where(genuine, w_genuine, self.hooks.stop_gradient(fwd.d0 / fwd.safe_gap))
         w = xp.where(inside, w, zero)
 
         # Outside the knots the output copies an end value (weight 1) or a
