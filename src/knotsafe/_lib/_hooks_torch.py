@@ -65,8 +65,9 @@ def _partials(ctx: Any) -> Partials:
     if torch.is_grad_enabled():
         # A derivative of this derivative may be taken (create_graph=True,
         # torch.func): the partials as differentiable functions of the inputs.
-        # Same arithmetic as the forward, so the same values.
-        return rule.value_and_partials(x, knots, values)[1]
+        # Same arithmetic as the forward, so the same values; the saved bins
+        # replace the search and the forward values are not recomputed.
+        return rule.value_and_partials(x, knots, values, with_value=False, j=j)[1]
     return rule.partials(j, dx, a0, a1)
 
 

@@ -164,15 +164,18 @@ class InterpRule:
             if v is not None and math.isnan(v):
                 object.__setattr__(self, name, _NAN)
 
-    def _bracket(self, x: Array, knots: Array, values: Array) -> tuple[Array, ...]:
+    def _bracket(self, x: Array, knots: Array, values: Array, j: Array | None = None) -> tuple[Array, ...]:
         xp = self.xp
+        take = self.hooks.take
+        if j is not None:
+            # The bins an earlier call found for these very arrays.
+            return j, take(xp, knots, j), take(xp, knots, j + 1), take(xp, values, j), take(xp, values, j + 1)
         # Searching the interior knots gives clip(searchsorted(knots, x) - 1, 0,
         # N - 2) directly, the lower index j of numpy's bin: no subtraction and
         # no clip over the queries.  (They differ only for NaN queries, whose
         # value is NaN and whose partials are all zero whatever the bin.)
         j = self.hooks.searchsorted(xp, knots[1:-1], x)
         j1 = j + 1
-        take = self.hooks.take
         return j, take(xp, knots, j), take(xp, knots, j1), take(xp, values, j), take(xp, values, j1)
 
     def _forward(
@@ -185,12 +188,15 @@ class InterpRule:
         f0: Array,
         f1: Array,
         any_nan: AnyNan | None = None,
+        with_value: bool = True,
     ) -> _Forward:
         """numpy.interp's arithmetic, operation for operation (compiled_base.c).
 
         ``any_nan(out)`` (optional) says whether the first estimate may hold
         a NaN; when it answers False the NaN retries below are identities and
-        are skipped (same values, fewer passes over the queries).
+        are skipped (same values, fewer passes over the queries).  With
+        ``with_value=False`` only the intermediates of the partials are
+        computed (``out`` is None).
         """
         xp = self.xp
         # The bin a finite in-range query uses always has k1 > x >= k0, so a
@@ -200,6 +206,10 @@ class InterpRule:
         d0 = x - k0
         safe_gap = xp.where(gap == 0, xp.ones_like(gap), gap)
         slope = rise / safe_gap
+        below = x < knots[0]
+        if not with_value:
+            at_end = (x >= knots[-1]) if self.right is None else (x == knots[-1])
+            return _Forward(None, gap, safe_gap, rise, d0, below, at_end, slope)
         out = slope * d0 + f0
         if any_nan is None or any_nan(out):
             # numpy: "If we get nan in one direction, try the other".
@@ -217,7 +227,6 @@ class InterpRule:
             hi = xp.asarray(self.right, dtype=out.dtype, device=_device(out))
             out = xp.where(x > knots[-1], hi, out)
             out = xp.where(at_end, last, out)
-        below = x < knots[0]
         out = xp.where(below, lo, out)
         return _Forward(xp.where(xp.isnan(x), x, out), gap, safe_gap, rise, d0, below, at_end, slope)
 
@@ -255,6 +264,8 @@ class InterpRule:
         *,
         first_order: bool = False,
         any_nan: AnyNan | None = None,
+        with_value: bool = True,
+        j: Array | None = None,
     ) -> tuple[Array, Partials]:
         """Forward values and the gradient rule's partials.
 
@@ -263,15 +274,17 @@ class InterpRule:
         no derivative (a custom rule's forward, stop-gradiented inputs): the
         partials then get the same values, bit for bit, from fewer operations
         (the forward's slope and one division for the weights) but are not
-        differentiable.  ``any_nan``: see :meth:`_forward`.
+        differentiable.  ``any_nan``: see :meth:`_forward`.  ``with_value=False``
+        skips the forward values (returned as None); ``j``: the bins an earlier
+        call returned for the same arrays (skips the search).
         """
         xp = self.xp
         knot_grad = KNOT_GRAD_MODES[self.knot_grad]
         if not knot_grad:
             # "stop": the knots are constants to every derivative of any order.
             knots = self.hooks.stop_gradient(knots)
-        j, k0, k1, f0, f1 = self._bracket(x, knots, values)
-        fwd = self._forward(x, knots, values, k0, k1, f0, f1, any_nan)
+        j, k0, k1, f0, f1 = self._bracket(x, knots, values, j)
+        fwd = self._forward(x, knots, values, k0, k1, f0, f1, any_nan, with_value)
 
         inside = (x >= knots[0]) & (x < knots[-1])  # False for NaN queries
         zero = xp.zeros_like(x)
