@@ -266,6 +266,7 @@ class InterpRule:
         any_nan: AnyNan | None = None,
         with_value: bool = True,
         j: Array | None = None,
+        needs: tuple[bool, bool, bool] = (True, True, True),
     ) -> tuple[Array, Partials]:
         """Forward values and the gradient rule's partials.
 
@@ -276,7 +277,11 @@ class InterpRule:
         (the forward's slope and one division for the weights) but are not
         differentiable.  ``any_nan``: see :meth:`_forward`.  ``with_value=False``
         skips the forward values (returned as None); ``j``: the bins an earlier
-        call returned for the same arrays (skips the search).
+        call returned for the same arrays (skips the search).  ``needs``
+        (with ``first_order`` only): which of ``x, knots, values`` a gradient
+        can be asked for; partials no such gradient reads are None (``dx``
+        without ``x`` and ``knots``, ``a0, a1`` without ``knots`` and
+        ``values``).
         """
         xp = self.xp
         knot_grad = KNOT_GRAD_MODES[self.knot_grad]
@@ -297,26 +302,36 @@ class InterpRule:
         # derivatives, of order 1/gap, are the slope's, which the rule drops),
         # so every second derivative in a duplicate bin is 0.  A bin touching
         # an infinite knot (gap inf or NaN) is treated as a duplicate too.
-        genuine = inside & (fwd.gap > self.threshold(knots)) & (fwd.gap < math.inf)
         if first_order:
-            # A genuine gap is > threshold >= 0, so there safe_gap == gap and
-            # the forward's slope is rise / gap: the same values as the
-            # guarded divisions below, which only differentiability needs.
-            dx = xp.where(genuine, fwd.slope, zero)
-            w = fwd.d0 / fwd.safe_gap
-        else:
-            dx = self.hooks.safe_slope(xp, fwd.rise, fwd.gap, genuine)
-            # Double where: the differentiable division only ever sees genuine gaps.
-            one = xp.ones_like(x)
-            w_genuine = fwd.d0 / xp.where(genuine, fwd.gap, one)
-            w = xp.where(genuine, w_genuine, self.hooks.stop_gradient(fwd.d0 / fwd.safe_gap))
+            need_x, need_k, need_v = needs
+            dx = a0 = a1 = None
+            if need_x or need_k:
+                # A genuine gap is > threshold >= 0, so there safe_gap == gap and
+                # the forward's slope is rise / gap: the same values as the
+                # guarded divisions below, which only differentiability needs.
+                genuine = inside & (fwd.gap > self.threshold(knots)) & (fwd.gap < math.inf)
+                dx = xp.where(genuine, fwd.slope, zero)
+            if need_k or need_v:
+                a0, a1 = self._weights(xp.where(inside, fwd.d0 / fwd.safe_gap, zero), inside, fwd, zero)
+            return fwd.out, self.partials(j, dx, a0, a1)
+        genuine = inside & (fwd.gap > self.threshold(knots)) & (fwd.gap < math.inf)
+        dx = self.hooks.safe_slope(xp, fwd.rise, fwd.gap, genuine)
+        # Double where: the differentiable division only ever sees genuine gaps.
+        one = xp.ones_like(x)
+        w_genuine = fwd.d0 / xp.where(genuine, fwd.gap, one)
+        w = xp.where(genuine, w_genuine, self.hooks.stop_gradient(fwd.d0 / fwd.safe_gap))
         w = xp.where(inside, w, zero)
+        a0, a1 = self._weights(w, inside, fwd, zero)
+        return fwd.out, self.partials(j, dx, a0, a1)
 
+    def _weights(self, w: Array, inside: Array, fwd: _Forward, zero: Array) -> tuple[Array, Array]:
+        """``(a0, a1)``, the value weights, from the in-bin weight ``w``."""
+        xp = self.xp
         # Outside the knots the output copies an end value (weight 1) or a
         # constant `left`/`right` (no weight on `values`).
-        a1 = xp.where(inside, w, xp.astype(fwd.at_end, x.dtype))
-        a0 = xp.where(inside, 1.0 - w, xp.astype(fwd.below, x.dtype) if self.left is None else zero)
-        return fwd.out, self.partials(j, dx, a0, a1)
+        a1 = xp.where(inside, w, xp.astype(fwd.at_end, w.dtype))
+        a0 = xp.where(inside, 1.0 - w, xp.astype(fwd.below, w.dtype) if self.left is None else zero)
+        return a0, a1
 
 
 def _device(a: Array) -> Any:
