@@ -178,35 +178,50 @@ SUBSETS: dict[str, tuple[int, ...]] = {
 }
 
 
-def subset_mode(subset: str, prefix: str = "fwd+bwd") -> str:
-    return f"{prefix}[{subset}]"
+@dataclass
+class SubsetGroup:
+    """One backend/mode of the per-subset table.
+
+    ``impls``: knotsafe and the peer, one call per subset (the mode is the
+    subset name).  ``order2``: knotsafe's first-order gradient of
+    ``sum(interp(...) ** 2)`` (``"1st-order"``) and a Hessian-vector product of
+    the same loss (``"2nd-order"``), or empty.  ``memory``: in-process peak
+    extra bytes per (impl, subset), where the backend can state them without
+    running (JAX: the compiled executable's temporary buffers).
+    """
+
+    label: str
+    backend: str
+    peer: str
+    impls: list[Impl]
+    order2: list[Impl] = field(default_factory=list)
+    memory: dict[tuple[str, str], Callable[[], int]] = field(default_factory=dict)
 
 
-def jax_subsets(x: Any, k: Any, v: Any) -> list[Impl]:
-    """jax.jit(jax.grad) for each subset, knotsafe and jnp.interp; and knotsafe's
+def _loss2(*z: Any) -> Any:
+    return (knotsafe.interp(*z) ** 2).sum()
+
+
+def jax_subsets(x: Any, k: Any, v: Any) -> SubsetGroup:
+    """jax.jit(jax.grad) per subset for knotsafe and jnp.interp; knotsafe's
     Hessian-vector product (forward over reverse) beside its gradient."""
     import jax
     import jax.numpy as jnp
 
     a = (x, k, v)
-
-    def calls(f: Callable[..., Any]) -> dict[str, Any]:
-        out = {}
-        for name, argnums in SUBSETS.items():
+    impls, memory = [], {}
+    for name, f in (("jnp.interp", jnp.interp), ("knotsafe", knotsafe.interp)):
+        calls = {}
+        for sub, argnums in SUBSETS.items():
             g = jax.jit(jax.grad(lambda *z, f=f: f(*z).sum(), argnums=argnums))
-            out[subset_mode(name)] = lambda g=g: jax.block_until_ready(g(*a))
-        return out
+            calls[sub] = lambda g=g: jax.block_until_ready(g(*a))
+            memory[(name, sub)] = lambda g=g: _jax_temp_bytes(g, a)
+        impls.append(Impl(name, calls))
 
-    def ks(x: Any, k: Any, v: Any) -> Any:
-        return knotsafe.interp(x, k, v)
-
+    first: dict[str, Any] = {}
     second: dict[str, Any] = {}
-    for name, argnums in SUBSETS.items():
-
-        def loss(*z: Any) -> Any:
-            return (knotsafe.interp(*z) ** 2).sum()
-
-        grad = jax.grad(loss, argnums=argnums)
+    for sub, argnums in SUBSETS.items():
+        grad = jax.grad(_loss2, argnums=argnums)
         tangents = tuple(jnp.ones_like(a[i]) for i in argnums)
 
         def hvp(*wrt: Any, argnums: tuple[int, ...] = argnums, grad: Any = grad, tangents: Any = tangents) -> Any:
@@ -218,33 +233,57 @@ def jax_subsets(x: Any, k: Any, v: Any) -> list[Impl]:
 
             return jax.jvp(g_of, wrt, tangents)[1]
 
-        h = jax.jit(hvp)
-        g1 = jax.jit(grad)
+        h, g1 = jax.jit(hvp), jax.jit(grad)
         wrt = tuple(a[i] for i in argnums)
-        second[subset_mode(name, "2nd-order")] = lambda h=h, wrt=wrt: jax.block_until_ready(h(*wrt))
-        second[subset_mode(name, "1st-order")] = lambda g1=g1: jax.block_until_ready(g1(*a))
-    return [
-        Impl("jnp.interp", calls(lambda x, k, v: jnp.interp(x, k, v))),
-        Impl("knotsafe", calls(ks)),
-        Impl("knotsafe (hvp)", second),
-    ]
+        second[sub] = lambda h=h, wrt=wrt: jax.block_until_ready(h(*wrt))
+        first[sub] = lambda g1=g1: jax.block_until_ready(g1(*a))
+    order2 = [Impl("1st-order", first), Impl("2nd-order", second)]
+    return SubsetGroup("JAX jit", "jax", "jnp.interp", impls, order2, memory)
 
 
-def torch_subsets(x: Any, k: Any, v: Any, compiled: bool) -> list[Impl]:
-    """Forward + backward for each subset: eager (or torch.compile'd) knotsafe and
-    the searchsorted+gather peer."""
+def _jax_temp_bytes(g: Any, a: tuple[Any, ...]) -> int:
+    """Peak extra bytes of a jitted function: its compiled temporary buffers
+    (inputs and outputs excluded, the same for every implementation)."""
+    stats = g.lower(*a).compile().memory_analysis()
+    return int(stats.temp_size_in_bytes)
+
+
+def torch_subsets(x: Any, k: Any, v: Any, compiled: bool) -> SubsetGroup:
+    """Forward + backward per subset: eager (or torch.compile'd) knotsafe and
+    the searchsorted+gather peer; eager also knotsafe's Hessian-vector product
+    (double backward) beside its gradient."""
     import torch
 
-    def calls(f: Callable[..., Any]) -> dict[str, Any]:
+    a = (x, k, v)
+    impls = []
+    for name, f in (("plain", plain_interp), ("knotsafe", knotsafe.interp)):
         fn = torch.compile(f) if compiled else f
-        out = {}
-        for name, argnums in SUBSETS.items():
-            out[subset_mode(name, "compiled fwd+bwd" if compiled else "fwd+bwd")] = _torch_pair(fn, (x, k, v), argnums)[
-                "fwd+bwd"
-            ]
-        return out
+        impls.append(Impl(name, {sub: _torch_pair(fn, a, argnums)["fwd+bwd"] for sub, argnums in SUBSETS.items()}))
+    if compiled:
+        return SubsetGroup("PyTorch torch.compile", "torch", "plain (compiled)", impls)
+    first: dict[str, Any] = {}
+    second: dict[str, Any] = {}
+    for sub, argnums in SUBSETS.items():
+        leaves = [t.detach().clone().requires_grad_(i in argnums) for i, t in enumerate(a)]
+        wrt = [leaves[i] for i in argnums]
+        ones = [torch.ones_like(w) for w in wrt]
 
-    return [
-        Impl("plain", calls(lambda x, k, v: plain_interp(x, k, v))),
-        Impl("knotsafe", calls(lambda x, k, v: knotsafe.interp(x, k, v))),
+        def g1(leaves: Any = leaves, wrt: Any = wrt) -> Any:
+            return torch.autograd.grad(_loss2(*leaves), wrt)
+
+        def hvp(leaves: Any = leaves, wrt: Any = wrt, ones: Any = ones) -> Any:
+            g = torch.autograd.grad(_loss2(*leaves), wrt, create_graph=True)
+            return torch.autograd.grad(g, wrt, grad_outputs=ones, allow_unused=True)
+
+        first[sub], second[sub] = g1, hvp
+    order2 = [Impl("1st-order", first), Impl("2nd-order", second)]
+    return SubsetGroup("PyTorch eager", "torch", "plain", impls, order2)
+
+
+def numpy_forward(x: Any, k: Any, v: Any) -> SubsetGroup:
+    """NumPy has no gradient: the forward row of the per-subset table."""
+    impls = [
+        Impl("numpy.interp", {"forward": lambda: np.interp(x, k, v)}),
+        Impl("knotsafe", {"forward": lambda: knotsafe.interp(x, k, v)}),
     ]
+    return SubsetGroup("NumPy", "numpy", "numpy.interp", impls)

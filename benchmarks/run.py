@@ -63,11 +63,15 @@ TARGETS = {
     ("jax", "fwd+bwd", "jnp.interp"): 1.10,
     ("torch", "fwd+bwd", "plain"): 1.00,
 }
-for _m in ("x,knots", "x", "knots", "values", "x,knots,values"):
-    TARGETS[("jax", f"fwd+bwd[{_m}]", "jnp.interp")] = 1.10
-    TARGETS[("torch", f"fwd+bwd[{_m}]", "plain")] = 1.00
-    TARGETS[("torch", f"compiled fwd+bwd[{_m}]", "plain")] = 1.00
 MEMORY_TARGET = 8.0
+#: (table label, subset) -> largest allowed ratio knotsafe / peer (issue #10).
+SUBSET_TARGETS: dict[tuple[str, str], float] = {("NumPy", "forward"): 1.05}
+for _m in ("x,knots", "x", "knots", "values", "x,knots,values"):
+    SUBSET_TARGETS[("JAX jit", _m)] = 1.10
+    SUBSET_TARGETS[("PyTorch eager", _m)] = 1.00
+    SUBSET_TARGETS[("PyTorch torch.compile", _m)] = 1.00
+#: Largest allowed second-order / first-order time (issue #10).
+ORDER2_TARGET = 3.0
 
 
 # ------------------------------------------------------------------ inputs
@@ -123,6 +127,16 @@ def make_impls(backend: str, workload: str, arrs: dict[str, np.ndarray], dtype: 
 # ------------------------------------------------------------------ timing
 def time_case(impls: list[peers.Impl], mode: str, repeats: int, budget: float | None = None) -> dict[str, Any]:
     """Median seconds per implementation (or an error string), interleaved."""
+    res = time_stats(impls, mode, repeats, budget)
+    return {name: v if isinstance(v, str) else v["median"] for name, v in res.items()}
+
+
+def time_stats(impls: list[peers.Impl], mode: str, repeats: int, budget: float | None = None) -> dict[str, Any]:
+    """``{"median", "min"}`` seconds per implementation (or an error string).
+
+    Calls are interleaved, one of each in turn with the order rotated every
+    round, so that load from other processes hits every implementation alike.
+    """
     calls: dict[str, Any] = {}
     result: dict[str, Any] = {}
     for impl in impls:
@@ -142,16 +156,20 @@ def time_case(impls: list[peers.Impl], mode: str, repeats: int, budget: float | 
         per_round = sum(t for _, t in calls.values())
         repeats = int(min(repeats, max(3, budget / max(per_round, 1e-9))))
     samples: dict[str, list[float]] = {name: [] for name in calls}
+    cpu: dict[str, list[float]] = {name: [] for name in calls}
     names = list(calls)
     for r in range(repeats):
         for i in range(len(names)):
             name = names[(i + r) % len(names)]
             fn = calls[name][0]
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             fn()
             samples[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
     for name, ts in samples.items():
-        result[name] = median(ts)
+        # CPU time of the process (all its threads): on a loaded machine it
+        # moves far less than wall time, which includes waiting for a core.
+        result[name] = {"median": median(ts), "min": min(ts), "cpu": median(cpu[name])}
     return result
 
 
@@ -177,31 +195,174 @@ def run_cases(args: argparse.Namespace, log: list[dict[str, Any]]) -> None:
             _progress("searchsorted", "jax", dtype, "fwd", res)
 
 
-def run_subsets(args: argparse.Namespace, log: list[dict[str, Any]]) -> None:
-    """One row per differentiated subset (lens case first), float64 lens grid."""
-    lens = lens_inputs()
-    n, k = lens["k"].size, lens["x"].size
+def subset_groups(args: argparse.Namespace, lens: dict[str, np.ndarray]) -> list[peers.SubsetGroup]:
     dtype = "float64"
+    groups = []
     for backend in args.backends:
-        if backend == "numpy":
-            continue
         x, kn, v = (to_backend(backend, lens[name], dtype) for name in ("x", "k", "v"))
-        groups = [peers.jax_subsets(x, kn, v)] if backend == "jax" else []
-        if backend == "torch":
-            groups = [peers.torch_subsets(x, kn, v, compiled=False)]
+        if backend == "numpy":
+            groups.append(peers.numpy_forward(x, kn, v))
+        elif backend == "jax":
+            groups.append(peers.jax_subsets(x, kn, v))
+        elif backend == "torch":
+            groups.append(peers.torch_subsets(x, kn, v, compiled=False))
             if not args.quick:
                 groups.append(peers.torch_subsets(x, kn, v, compiled=True))
-        for impls in groups:
-            modes = list(dict.fromkeys(m for i in impls for m in i.calls))
-            for mode in modes:
-                res = time_case([i for i in impls if mode in i.calls], mode, args.repeats)
-                if mode.startswith(("1st", "2nd")):
-                    # Second order against first order: one row, "peer" = the gradient.
-                    res = {("knotsafe" if mode.startswith("2nd") else "knotsafe 1st-order"): t for t in res.values()}
-                    mode = "2nd/1st-order" + mode[mode.index("[") :]
-                for name, t in res.items():
-                    log.append(_row("interp", backend, dtype, mode, n, k, name, t))
-                _progress("subsets", backend, dtype, mode, res)
+    return groups
+
+
+def run_subsets(args: argparse.Namespace, log: list[dict[str, Any]]) -> None:
+    """One row per backend and differentiated subset (lens grid, float64).
+
+    Per row: knotsafe and its peer timed interleaved (median and min of
+    ``args.subset_repeats`` rounds), knotsafe's second-order call against its
+    first-order call (interleaved too), the peak extra memory of each, and the
+    1-minute load average before and after the row.
+    """
+    lens = lens_inputs()
+    n, k = lens["k"].size, lens["x"].size
+    for group in subset_groups(args, lens):
+        for sub in group.impls[0].calls:
+            load0 = os.getloadavg()[0]
+            res = time_stats(group.impls, sub, args.subset_repeats)
+            row = {"workload": "subset", "backend": group.backend, "label": group.label, "dtype": "float64"}
+            row.update({"subset": sub, "peer": group.peer, "N": n, "K": k, "timing": res})
+            if group.order2:
+                row["order2"] = time_stats(group.order2, sub, args.subset_repeats)
+            row["memory"] = {impl: fn() for (impl, s), fn in group.memory.items() if s == sub}
+            if not group.memory and group.label != "PyTorch torch.compile":
+                row["memory"] = {impl.name: subset_memory(group.backend, impl.name, sub) for impl in group.impls}
+            row["load"] = (load0, os.getloadavg()[0])
+            log.append(row)
+            print("  " + _subset_line(row), flush=True)
+
+
+def _stat(v: Any, key: str = "median") -> float | None:
+    return v[key] if isinstance(v, dict) else None
+
+
+def _ratio(a: Any, b: Any, key: str = "median") -> float | None:
+    x, y = _stat(a, key), _stat(b, key)
+    return x / y if x is not None and y else None
+
+
+def subset_summary(row: dict[str, Any]) -> dict[str, Any]:
+    """The numbers of one per-subset row, as shown in the table."""
+    t = row["timing"]
+    peer_name = next(name for name in t if name != "knotsafe")
+    ks, peer = t.get("knotsafe"), t.get(peer_name)
+    target = SUBSET_TARGETS.get((row["label"], row["subset"]))
+    ratio = _ratio(ks, peer)
+    o2 = row.get("order2", {})
+    mem = row.get("memory", {})
+    return {
+        "ks": ks,
+        "peer": peer,
+        "ratio": ratio,
+        "ratio_min": _ratio(ks, peer, "min"),
+        "ratio_cpu": _ratio(ks, peer, "cpu"),
+        "target": target,
+        "met": None if target is None or ratio is None else ratio <= target,
+        "order2": _ratio(o2.get("2nd-order"), o2.get("1st-order")) if o2 else None,
+        "mem_ks": mem.get("knotsafe"),
+        "mem_peer": mem.get(peer_name),
+    }
+
+
+def _ms(v: Any) -> str:
+    if isinstance(v, str):
+        return v
+    if v is None:
+        return "-"
+    return f"{v['median'] * 1e3:.2f} ({v['min'] * 1e3:.2f})"
+
+
+def _mib(v: Any) -> str:
+    if isinstance(v, (int, float)):
+        return f"{v / 2**20:.1f}"
+    return "-" if v is None else str(v)
+
+
+def _subset_line(row: dict[str, Any]) -> str:
+    s = subset_summary(row)
+    ratio = "-" if s["ratio"] is None else f"{s['ratio']:.2f} (min {s['ratio_min']:.2f}, CPU {s['ratio_cpu']:.2f})"
+    o2 = "" if s["order2"] is None else f", 2nd/1st {s['order2']:.2f}"
+    return (
+        f"[{row['label']} {row['subset']}] knotsafe {_ms(s['ks'])} ms, {row['peer']} {_ms(s['peer'])} ms, "
+        f"ratio {ratio}{o2}, peak MiB {_mib(s['mem_ks'])} / {_mib(s['mem_peer'])}, load {row['load'][0]:.1f}"
+    )
+
+
+def subset_markdown(log: list[dict[str, Any]]) -> list[str]:
+    rows = [r for r in log if r["workload"] == "subset"]
+    if not rows:
+        return []
+    order = [*peers.SUBSETS, "forward"]
+    rows.sort(key=lambda r: order.index(r["subset"]))
+    lines = [
+        "Per differentiated subset (lens grid, float64; forward + backward; ms = median (min) of interleaved calls; "
+        "ratio = knotsafe / peer of the medians (of the minima; of the median CPU times); "
+        "2nd/1st = knotsafe's Hessian-vector product over its "
+        "gradient; peak = extra MiB of one call, knotsafe / peer; load = 1-min load average):",
+        "",
+        "| subset | backend | knotsafe ms | peer | peer ms | ratio | target | 2nd/1st | peak MiB | load |",
+        "|" + "---|" * 10,
+    ]
+    for r in rows:
+        s = subset_summary(r)
+        ratio = "-"
+        if s["ratio"] is not None:
+            ratio = f"**{s['ratio']:.2f}** ({s['ratio_min']:.2f}; CPU {s['ratio_cpu']:.2f})"
+        target = "" if s["target"] is None else f"<= {s['target']:.2f} " + ("met" if s["met"] else "MISSED")
+        if s["order2"] is not None:
+            o2 = f"{s['order2']:.2f} " + ("met" if s["order2"] <= ORDER2_TARGET else "MISSED")
+        else:
+            o2 = ""
+        lines.append(
+            f"| {r['subset']} | {r['label']} | {_ms(s['ks'])} | {r['peer']} | {_ms(s['peer'])} | {ratio} | {target} "
+            f"| {o2} | {_mib(s['mem_ks'])} / {_mib(s['mem_peer'])} | {r['load'][0]:.1f} |"
+        )
+    return [*lines, ""]
+
+
+def subset_memory(backend: str, impl: str, sub: str) -> int | str:
+    """Peak extra bytes of one call, measured in a fresh subprocess (see memory_child)."""
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--subset-memory-child", backend, impl, sub]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    if proc.returncode != 0:
+        return "error: " + (proc.stderr.strip().splitlines() or ["?"])[-1][:100]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    return int(report["tracemalloc_peak"] if "tracemalloc_peak" in report else report["peak_extra"])
+
+
+def subset_memory_child(backend: str, impl: str, sub: str) -> None:
+    """In a fresh process: the peak extra bytes of one per-subset call (lens grid).
+
+    PyTorch: resident-set high-water mark over the call (``VmHWM - VmRSS``
+    after resetting the mark, glibc forced to ``mmap``); NumPy: tracemalloc.
+    """
+    lens = lens_inputs()
+    x, kn, v = (to_backend(backend, lens[name], "float64") for name in ("x", "k", "v"))
+    group = peers.numpy_forward(x, kn, v) if backend == "numpy" else peers.torch_subsets(x, kn, v, compiled=False)
+    fn = {i.name: i for i in group.impls}[impl].calls[sub]
+    out = fn()  # warm-up: lazy initialisation, thread pools
+    del out
+    gc.collect()
+    if backend == "numpy":
+        import tracemalloc
+
+        tracemalloc.start()
+        out = fn()
+        print(json.dumps({"tracemalloc_peak": tracemalloc.get_traced_memory()[1]}))
+        tracemalloc.stop()
+        return
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
+    before = _vm("VmRSS")
+    out = fn()  # kept alive until the mark is read: outputs count, as for every impl
+    print(json.dumps({"peak_extra": _vm("VmHWM") - before}))
+    del out
 
 
 def _row(workload: str, backend: str, dtype: str, mode: str, n: int, k: int, impl: str, t: Any) -> dict[str, Any]:
@@ -358,7 +519,12 @@ def ratio_table(log: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def markdown(log: list[dict[str, Any]], info: dict[str, Any]) -> str:
-    lines = ["| workload | backend | dtype | mode | peer | peer ms | knotsafe ms | ratio | target |", "|" + "---|" * 9]
+    lines = subset_markdown(log)
+    if any(r["workload"] in ("interp", "transform") for r in log):
+        lines += [
+            "| workload | backend | dtype | mode | peer | peer ms | knotsafe ms | ratio | target |",
+            "|" + "---|" * 9,
+        ]
     for r in ratio_table(log):
         peer_ms = f"{r['peer_ms']:.2f}" if isinstance(r["peer_ms"], float) else str(r["peer_ms"])
         ks_ms = f"{r['knotsafe_ms']:.2f}" if r["knotsafe_ms"] is not None else "-"
@@ -490,13 +656,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=HERE / "results", help="folder for results.json / results.md")
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "bench_scaling.png")
     parser.add_argument("--memory-child", nargs=6, help=argparse.SUPPRESS)
+    parser.add_argument("--subset-memory-child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--subset-repeats", type=int, default=None, help="rounds per subset row (default 40, quick 8)")
     args = parser.parse_args(argv)
+    if args.subset_memory_child:
+        b, impl, sub = args.subset_memory_child
+        if b == "jax":
+            import jax
+
+            jax.config.update("jax_enable_x64", True)
+        subset_memory_child(b, impl, sub)
+        return 0
     if args.memory_child:
         b, impl, mode, n, k, dtype = args.memory_child
         memory_child(b, impl, mode, int(n), int(k), dtype)
         return 0
     args.backends = [b for b in args.backends.split(",") if b]
     args.repeats = args.repeats or (5 if args.quick else 25)
+    args.subset_repeats = args.subset_repeats or (8 if args.quick else 40)
     args.max_exp = args.max_exp or (5 if args.quick else 6)
     args.scaling_budget = 0.5 if args.quick else 3.0
     args.memory_k = 10**5 if args.quick else 10**6
@@ -511,7 +688,7 @@ def main(argv: list[str] | None = None) -> int:
     log: list[dict[str, Any]] = []
     start = time.perf_counter()
     if "subsets" not in skip:
-        print("gradient per differentiated subset (lens grid, float64):", flush=True)
+        print("per differentiated subset (lens grid, float64; ms = median (min)):", flush=True)
         run_subsets(args, log)
     if "cases" not in skip:
         print("realistic workload (lens grid, N=15380 knots, K=246080 queries):", flush=True)

@@ -8,7 +8,7 @@ import torch
 import torch.autograd.forward_ad as _fwd_ad
 
 from knotsafe._lib._hooks import BackendHooks
-from knotsafe._lib._rule import InterpRule, Partials
+from knotsafe._lib._rule import AnyNan, InterpRule, Partials
 
 
 def _take(xp: Any, a: Any, idx: Any) -> Any:
@@ -27,13 +27,18 @@ class _InterpFunction(torch.autograd.Function):
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(x: Any, knots: Any, values: Any, rule: InterpRule) -> Any:  # type: ignore[override]
-        out, p = rule.value_and_partials(x, knots, values)
-        return out, p.j, p.dx, p.a0, p.a1
+    def forward(x: Any, knots: Any, values: Any, rule: InterpRule, needs: tuple[bool, bool, bool]) -> Any:  # type: ignore[override]
+        # Only first derivatives use these partials (second derivatives and
+        # forward mode recompute them, see _partials): the cheaper form, and
+        # only those a gradient of an input in `needs` reads (the others are
+        # empty placeholders).
+        out, p = rule.value_and_partials(x, knots, values, first_order=True, any_nan=_any_nan_reader(x), needs=needs)
+        empty = x.new_empty((0,))
+        return out, p.j, *(empty if a is None else a for a in (p.dx, p.a0, p.a1))
 
     @staticmethod
     def setup_context(ctx: Any, inputs: Any, output: Any) -> None:
-        x, knots, values, rule = inputs
+        x, knots, values, rule, _ = inputs
         _, *partials = output
         ctx.mark_non_differentiable(*partials)
         # The inputs are saved too: second derivatives recompute the partials
@@ -46,26 +51,53 @@ class _InterpFunction(torch.autograd.Function):
     def backward(ctx: Any, g: Any, *_: Any) -> Any:  # type: ignore[override]
         p = _partials(ctx)
         n = ctx.saved_tensors[1].shape[-1]
-        return (*p.cotangent(g, n, tuple(ctx.needs_input_grad[:3])), None)
+        return (*p.cotangent(g, n, tuple(ctx.needs_input_grad[:3])), None, None)
 
 
 class _Interp(_InterpFunction):
     """The eager Function: adds forward mode (``torch.func.jvp``, ``jacfwd``)."""
 
     @staticmethod
-    def jvp(ctx: Any, x_t: Any, knots_t: Any, values_t: Any, _: Any) -> Any:
-        return _partials(ctx).tangent(x_t, knots_t, values_t), None, None, None, None
+    def jvp(ctx: Any, x_t: Any, knots_t: Any, values_t: Any, *_: Any) -> Any:
+        return _partials(ctx, saved=False).tangent(x_t, knots_t, values_t), None, None, None, None
 
 
-def _partials(ctx: Any) -> Partials:
+def _partials(ctx: Any, saved: bool = True) -> Partials:
+    """The partials for a derivative rule: the saved ones (first-order
+    reverse mode, each needed one was computed), or recomputed."""
     x, knots, values, j, dx, a0, a1 = ctx.saved_tensors
     rule: InterpRule = ctx.rule
-    if torch.is_grad_enabled():
+    if torch.is_grad_enabled() or not saved:
         # A derivative of this derivative may be taken (create_graph=True,
         # torch.func): the partials as differentiable functions of the inputs.
-        # Same arithmetic as the forward, so the same values.
-        return rule.value_and_partials(x, knots, values)[1]
+        # Same arithmetic as the forward, so the same values; the saved bins
+        # replace the search and the forward values are not recomputed.
+        return rule.value_and_partials(x, knots, values, with_value=False, j=j)[1]
     return rule.partials(j, dx, a0, a1)
+
+
+def _any_nan_reader(x: Any) -> AnyNan | None:
+    """The rule's NaN-retry shortcut for CPU tensors in eager mode, else None.
+
+    One reduction read on the host replaces the forward's two NaN retries
+    (seven passes over the queries) when the first estimate has no NaN.  Not
+    on accelerators (the read would synchronise the device) nor under
+    torch.compile (it would break the graph); under torch.func transforms the
+    read fails and the retries run.
+    """
+    if x.device.type != "cpu" or torch.compiler.is_compiling():
+        return None
+    return _any_nan
+
+
+def _any_nan(out: Any) -> bool:
+    # Not a data check (those live in _checks and raise): a read that only
+    # picks the shorter of two paths with the same values.  Any failure to
+    # read (torch.func transforms) takes the full path.
+    try:
+        return bool(torch.isnan(out).any())
+    except Exception:
+        return True
 
 
 def _plain_tensor(t: Any) -> bool:
@@ -90,12 +122,16 @@ def _linearize(hooks: BackendHooks, rule: InterpRule, x: Any, knots: Any, values
             return rule.value(x, knots, values)
         # torch.compile cannot trace a Function with a jvp: reverse mode only
         # (forward mode through a compiled function raises torch's own error).
-        return _InterpFunction.apply(x, knots, values, rule)[0]  # type: ignore[no-untyped-call]
-    if _plain_tensor(x) and _plain_tensor(knots) and _plain_tensor(values):
+        needs = (x.requires_grad, knots.requires_grad, values.requires_grad)
+        return _InterpFunction.apply(x, knots, values, rule, needs)[0]  # type: ignore[no-untyped-call]
+    # A plain tensor carries no autodiff information: no derivative with
+    # respect to it can be asked for through this call.
+    needs = (not _plain_tensor(x), not _plain_tensor(knots), not _plain_tensor(values))
+    if not any(needs):
         # Nothing can ask for a derivative: forward values only, without the
         # partials (same arithmetic as the Function's first output).
-        return rule.value(x, knots, values)
-    return _Interp.apply(x, knots, values, rule)[0]  # type: ignore[no-untyped-call]
+        return rule.value(x, knots, values, _any_nan_reader(x))
+    return _Interp.apply(x, knots, values, rule, needs)[0]  # type: ignore[no-untyped-call]
 
 
 def _scatter_add(xp: Any, size: int, index: Any, src: Any) -> Any:

@@ -39,6 +39,7 @@ Outside ``[knots[0], knots[-1])`` the output is a constant (``left``,
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -49,6 +50,8 @@ if TYPE_CHECKING:
     from knotsafe._lib._hooks import BackendHooks
 
 Array = Any
+#: ``out -> bool``: whether an array may hold a NaN (True when unknown).
+AnyNan = Callable[[Array], bool]
 
 #: A knot gap at or below ``DUPLICATE_EPS_FACTOR * eps * max|knots|`` is a
 #: duplicate.  Near-duplicate knots come from rounding at the scale of the whole
@@ -136,6 +139,7 @@ class _Forward:
     d0: Array  # x - k0
     below: Array  # x < knots[0]
     at_end: Array  # the entries that copy values[-1]
+    slope: Array  # rise / safe_gap
 
 
 @dataclass(frozen=True)
@@ -160,19 +164,40 @@ class InterpRule:
             if v is not None and math.isnan(v):
                 object.__setattr__(self, name, _NAN)
 
-    def _bracket(self, x: Array, knots: Array, values: Array) -> tuple[Array, ...]:
+    def _bracket(self, x: Array, knots: Array, values: Array, j: Array | None = None) -> tuple[Array, ...]:
         xp = self.xp
+        take = self.hooks.take
+        if j is not None:
+            # The bins an earlier call found for these very arrays.
+            return j, take(xp, knots, j), take(xp, knots, j + 1), take(xp, values, j), take(xp, values, j + 1)
         # Searching the interior knots gives clip(searchsorted(knots, x) - 1, 0,
         # N - 2) directly, the lower index j of numpy's bin: no subtraction and
         # no clip over the queries.  (They differ only for NaN queries, whose
         # value is NaN and whose partials are all zero whatever the bin.)
         j = self.hooks.searchsorted(xp, knots[1:-1], x)
         j1 = j + 1
-        take = self.hooks.take
         return j, take(xp, knots, j), take(xp, knots, j1), take(xp, values, j), take(xp, values, j1)
 
-    def _forward(self, x: Array, knots: Array, values: Array, k0: Array, k1: Array, f0: Array, f1: Array) -> _Forward:
-        """numpy.interp's arithmetic, operation for operation (compiled_base.c)."""
+    def _forward(
+        self,
+        x: Array,
+        knots: Array,
+        values: Array,
+        k0: Array,
+        k1: Array,
+        f0: Array,
+        f1: Array,
+        any_nan: AnyNan | None = None,
+        with_value: bool = True,
+    ) -> _Forward:
+        """numpy.interp's arithmetic, operation for operation (compiled_base.c).
+
+        ``any_nan(out)`` (optional) says whether the first estimate may hold
+        a NaN; when it answers False the NaN retries below are identities and
+        are skipped (same values, fewer passes over the queries).  With
+        ``with_value=False`` only the intermediates of the partials are
+        computed (``out`` is None).
+        """
         xp = self.xp
         # The bin a finite in-range query uses always has k1 > x >= k0, so a
         # zero gap only occurs for entries the outer `where`s replace.
@@ -181,10 +206,15 @@ class InterpRule:
         d0 = x - k0
         safe_gap = xp.where(gap == 0, xp.ones_like(gap), gap)
         slope = rise / safe_gap
+        below = x < knots[0]
+        if not with_value:
+            at_end = (x >= knots[-1]) if self.right is None else (x == knots[-1])
+            return _Forward(None, gap, safe_gap, rise, d0, below, at_end, slope)
         out = slope * d0 + f0
-        # numpy: "If we get nan in one direction, try the other".
-        out = xp.where(xp.isnan(out), slope * (x - k1) + f1, out)
-        out = xp.where(xp.isnan(out) & (f0 == f1), f0, out)
+        if any_nan is None or any_nan(out):
+            # numpy: "If we get nan in one direction, try the other".
+            out = xp.where(xp.isnan(out), slope * (x - k1) + f1, out)
+            out = xp.where(xp.isnan(out) & (f0 == f1), f0, out)
         out = xp.where(x == k0, f0, out)
         last = values[-1]
         lo = values[0] if self.left is None else xp.asarray(self.left, dtype=out.dtype, device=_device(out))
@@ -197,14 +227,16 @@ class InterpRule:
             hi = xp.asarray(self.right, dtype=out.dtype, device=_device(out))
             out = xp.where(x > knots[-1], hi, out)
             out = xp.where(at_end, last, out)
-        below = x < knots[0]
         out = xp.where(below, lo, out)
-        return _Forward(xp.where(xp.isnan(x), x, out), gap, safe_gap, rise, d0, below, at_end)
+        return _Forward(xp.where(xp.isnan(x), x, out), gap, safe_gap, rise, d0, below, at_end, slope)
 
-    def value(self, x: Array, knots: Array, values: Array) -> Array:
-        """Forward values of ``numpy.interp(x, knots, values, left, right)``."""
+    def value(self, x: Array, knots: Array, values: Array, any_nan: AnyNan | None = None) -> Array:
+        """Forward values of ``numpy.interp(x, knots, values, left, right)``.
+
+        ``any_nan``: see :meth:`_forward` (a backend's shortcut, same values).
+        """
         _, k0, k1, f0, f1 = self._bracket(x, knots, values)
-        return self._forward(x, knots, values, k0, k1, f0, f1).out
+        return self._forward(x, knots, values, k0, k1, f0, f1, any_nan).out
 
     def threshold(self, knots: Array) -> Array | float:
         """Largest knot gap that counts as a duplicate (see DUPLICATE_EPS_FACTOR).
@@ -224,20 +256,40 @@ class InterpRule:
         """Partials from arrays an earlier :meth:`value_and_partials` returned."""
         return Partials(j, dx, a0, a1, KNOT_GRAD_MODES[self.knot_grad], self.hooks, self.xp)
 
-    def value_and_partials(self, x: Array, knots: Array, values: Array) -> tuple[Array, Partials]:
+    def value_and_partials(
+        self,
+        x: Array,
+        knots: Array,
+        values: Array,
+        *,
+        first_order: bool = False,
+        any_nan: AnyNan | None = None,
+        with_value: bool = True,
+        j: Array | None = None,
+        needs: tuple[bool, bool, bool] = (True, True, True),
+    ) -> tuple[Array, Partials]:
         """Forward values and the gradient rule's partials.
 
         The partials are differentiable functions of the inputs (for second
-        derivatives); a caller that only needs first derivatives may pass
-        stop-gradiented inputs.
+        derivatives).  ``first_order=True`` is for callers whose inputs carry
+        no derivative (a custom rule's forward, stop-gradiented inputs): the
+        partials then get the same values, bit for bit, from fewer operations
+        (the forward's slope and one division for the weights) but are not
+        differentiable.  ``any_nan``: see :meth:`_forward`.  ``with_value=False``
+        skips the forward values (returned as None); ``j``: the bins an earlier
+        call returned for the same arrays (skips the search).  ``needs``
+        (with ``first_order`` only): which of ``x, knots, values`` a gradient
+        can be asked for; partials no such gradient reads are None (``dx``
+        without ``x`` and ``knots``, ``a0, a1`` without ``knots`` and
+        ``values``).
         """
         xp = self.xp
         knot_grad = KNOT_GRAD_MODES[self.knot_grad]
         if not knot_grad:
             # "stop": the knots are constants to every derivative of any order.
             knots = self.hooks.stop_gradient(knots)
-        j, k0, k1, f0, f1 = self._bracket(x, knots, values)
-        fwd = self._forward(x, knots, values, k0, k1, f0, f1)
+        j, k0, k1, f0, f1 = self._bracket(x, knots, values, j)
+        fwd = self._forward(x, knots, values, k0, k1, f0, f1, any_nan, with_value)
 
         inside = (x >= knots[0]) & (x < knots[-1])  # False for NaN queries
         zero = xp.zeros_like(x)
@@ -250,6 +302,18 @@ class InterpRule:
         # derivatives, of order 1/gap, are the slope's, which the rule drops),
         # so every second derivative in a duplicate bin is 0.  A bin touching
         # an infinite knot (gap inf or NaN) is treated as a duplicate too.
+        if first_order:
+            need_x, need_k, need_v = needs
+            dx = a0 = a1 = None
+            if need_x or need_k:
+                # A genuine gap is > threshold >= 0, so there safe_gap == gap and
+                # the forward's slope is rise / gap: the same values as the
+                # guarded divisions below, which only differentiability needs.
+                genuine = inside & (fwd.gap > self.threshold(knots)) & (fwd.gap < math.inf)
+                dx = xp.where(genuine, fwd.slope, zero)
+            if need_k or need_v:
+                a0, a1 = self._weights(xp.where(inside, fwd.d0 / fwd.safe_gap, zero), inside, fwd, zero)
+            return fwd.out, self.partials(j, dx, a0, a1)
         genuine = inside & (fwd.gap > self.threshold(knots)) & (fwd.gap < math.inf)
         dx = self.hooks.safe_slope(xp, fwd.rise, fwd.gap, genuine)
         # Double where: the differentiable division only ever sees genuine gaps.
@@ -257,12 +321,17 @@ class InterpRule:
         w_genuine = fwd.d0 / xp.where(genuine, fwd.gap, one)
         w = xp.where(genuine, w_genuine, self.hooks.stop_gradient(fwd.d0 / fwd.safe_gap))
         w = xp.where(inside, w, zero)
+        a0, a1 = self._weights(w, inside, fwd, zero)
+        return fwd.out, self.partials(j, dx, a0, a1)
 
+    def _weights(self, w: Array, inside: Array, fwd: _Forward, zero: Array) -> tuple[Array, Array]:
+        """``(a0, a1)``, the value weights, from the in-bin weight ``w``."""
+        xp = self.xp
         # Outside the knots the output copies an end value (weight 1) or a
         # constant `left`/`right` (no weight on `values`).
-        a1 = xp.where(inside, w, xp.astype(fwd.at_end, x.dtype))
-        a0 = xp.where(inside, 1.0 - w, xp.astype(fwd.below, x.dtype) if self.left is None else zero)
-        return fwd.out, self.partials(j, dx, a0, a1)
+        a1 = xp.where(inside, w, xp.astype(fwd.at_end, w.dtype))
+        a0 = xp.where(inside, 1.0 - w, xp.astype(fwd.below, w.dtype) if self.left is None else zero)
+        return a0, a1
 
 
 def _device(a: Array) -> Any:
