@@ -55,7 +55,21 @@ ROWS = _rows()
 def test_table_covers_the_issue_cases() -> None:
     """One row at least per case of the issue this table answers."""
     text = " ".join(r.case for r in ROWS).lower()
-    for word in ("float16", "bfloat16", "infinite", "jit", "int32", "scaled", "complex", "tie", "thread", "read"):
+    for word in (
+        "float16",
+        "bfloat16",
+        "infinite knot",
+        "infinite weight",
+        "generic",
+        "nan `left`",
+        "jit",
+        "int32",
+        "scaled",
+        "complex",
+        "tie",
+        "thread",
+        "read",
+    ):
         assert word in text, word
 
 
@@ -70,6 +84,7 @@ def _namespace() -> dict[str, Any]:
         "TIES": (np.arange(40) % 7 * 0.5)[:, None],
         "TIE_W": np.random.default_rng(0).uniform(0.05, 3.0, 40),
         "TIE_Q": np.linspace(-0.5, 3.5, 33)[:, None],
+        "inf": np.inf,
     }
     if importlib.util.find_spec("torch") is not None:
         import torch
@@ -83,14 +98,63 @@ def _namespace() -> dict[str, Any]:
             torch=torch,
             t16=lambda a: torch.tensor(np.asarray(a, np.float32), dtype=torch.float16),
             bf16=lambda a: torch.tensor(np.asarray(a, np.float32), dtype=torch.bfloat16),
+            t64=lambda a: torch.tensor(np.asarray(a, np.float64)),
             dx=dx,
+            generic=_generic_torch,
         )
     if importlib.util.find_spec("jax") is not None:
         import jax
         import jax.numpy as jnp
 
-        ns.update(jax=jax, jnp=jnp)
+        ns.update(jax=jax, jnp=jnp, compilations=compilations)
     return ns
+
+
+def _generic_torch(f: Any) -> Any:
+    """``f()`` with PyTorch served by the generic stop_gradient hooks instead of its own."""
+    import torch
+    from array_api_compat import array_namespace
+
+    from knotsafe import backends
+
+    ns = array_namespace(torch.zeros(1))
+    hooks = backends.hooks_for(ns).replace(linearize=backends.generic_linearize)
+    backends.register("edge-table-generic", hooks, matches=lambda n: n is ns)
+    try:
+        return f()
+    finally:
+        backends.unregister("edge-table-generic")
+
+
+def compilations(f: Any, calls: int) -> int:
+    """XLA compilations during ``calls`` calls of ``f`` after a first (warming) one.
+
+    Counted from JAX's own monitoring events, not from knotsafe's caches.
+    """
+    import jax
+
+    f()
+    events: list[str] = []
+
+    def listener(name: str, _secs: float, **_: Any) -> None:
+        if name == "/jax/core/compile/backend_compile_duration":
+            events.append(name)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        for _ in range(calls):
+            f()
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    return len(events)
+
+
+def test_compilations_counts_recompiles() -> None:
+    """The counter behind the NaN left/right row can fail: distinct ``left`` values compile anew."""
+    jnp = pytest.importorskip("jax.numpy")
+    x, k = jnp.array([-1.0, 0.5]), jnp.array([0.0, 1.0])
+    fresh = iter(np.linspace(-3.0, -2.0, 7).tolist())
+    assert compilations(lambda: interp(x, k, k, left=next(fresh)), calls=3) == 3
 
 
 def _as_float64(a: Any) -> Any:
