@@ -1,6 +1,7 @@
-"""docs/edge-inputs.md is executable: every row's call is run and its result checked.
+"""docs/edge-inputs.md and the README's "Edge inputs" table are executable: every row's call is run
+and its result checked.
 
-So the table cannot drift from the behaviour: change either and this fails.
+So the tables cannot drift from the behaviour: change either and this fails.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from knotsafe.rectangular import mappings_weights, pixel_centres
 from knotsafe.testing import lens_grid
 from tests import test_edges
 
-TABLE = Path(__file__).parents[1] / "docs" / "edge-inputs.md"
+ROOT = Path(__file__).parents[1]
+TABLE = ROOT / "docs" / "edge-inputs.md"
+README = ROOT / "README.md"
 
 
 @dataclass(frozen=True)
@@ -38,9 +41,17 @@ def _code(cell: str) -> str:
     raise AssertionError(f"expected a code span, got {cell!r}")
 
 
-def _rows() -> list[Row]:
+def _readme_section() -> str:
+    """The README's "## Edge inputs" section (up to the next heading)."""
+    text = README.read_text()
+    start = text.index("## Edge inputs\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end >= 0 else len(text)]
+
+
+def _rows(text: str) -> list[Row]:
     rows = []
-    for line in TABLE.read_text().splitlines():
+    for line in text.splitlines():
         if not line.startswith("| ") or line.startswith(("| Case", "| ---")):
             continue
         cells = [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]
@@ -49,7 +60,24 @@ def _rows() -> list[Row]:
     return rows
 
 
-ROWS = _rows()
+ROWS = _rows(TABLE.read_text())
+README_ROWS = _rows(_readme_section())
+
+
+def test_readme_table_has_one_row_per_case_of_the_issue() -> None:
+    """The compact README table: exactly the ten cases of issue 11, in its order."""
+    assert [r.case for r in README_ROWS] == [
+        "half precision",
+        "infinite knot",
+        "infinite weights",
+        "index overflow",
+        "extreme scale",
+        "generic path infinities",
+        "NaN left/right",
+        "complex",
+        "weighted ties",
+        "first-use threads",
+    ]
 
 
 def test_table_covers_the_issue_cases() -> None:
@@ -107,6 +135,7 @@ def _namespace() -> dict[str, Any]:
         import jax.numpy as jnp
 
         ns.update(jax=jax, jnp=jnp, compilations=compilations)
+        ns["JGRID"] = tuple(jnp.asarray(g, jnp.float32) for g in ns["GRID"])
     return ns
 
 
@@ -165,7 +194,9 @@ def _as_float64(a: Any) -> Any:
     return np.asarray(a, dtype=np.float64)
 
 
-@pytest.mark.parametrize("row", ROWS, ids=[r.case for r in ROWS])
+@pytest.mark.parametrize(
+    "row", ROWS + README_ROWS, ids=[f"docs-{r.case}" for r in ROWS] + [f"readme-{r.case}" for r in README_ROWS]
+)
 def test_row(row: Row) -> None:
     if row.call.startswith("see "):
         name = row.call.removeprefix("see ")
