@@ -252,7 +252,11 @@ def rank_knots(xp: ModuleType, points: Array, weights: Array | None) -> tuple[Ar
     Weighted columns are sorted by (value, weight), so the order in which
     the weights are summed depends only on the multiset of (point, weight)
     pairs, never on the input order: the ranks are bitwise invariant under a
-    permutation of the points.
+    permutation of the points.  Ranks, weighted or not, are also bitwise
+    equal on every backend (NumPy, JAX eager or jitted, PyTorch,
+    array-api-strict): only sorts, gathers, copies and elementwise IEEE
+    operations that no compiler rewrites (see :func:`_weighted_ranks` and
+    :func:`_divide`).
     """
     n, dim = points.shape
     cols = xp.permute_dims(points, (1, 0))
