@@ -31,10 +31,10 @@ MUTANTS = {
         "    total = cum[-1]\n",
         "    from knotsafe.backends import hooks_for\n\n    total = hooks_for(xp).stop_gradient(cum[-1])\n",
     ),
-    "ranks_i_over_N": (T, "xp.asarray(n + 1, dtype=points.dtype", "xp.asarray(n, dtype=points.dtype"),
+    "ranks_i_over_N": (T, "xp.full_like(positions, n + 1)", "xp.full_like(positions, n)"),
     "weighted_ranks_no_N_over_N1": (
         T,
-        "_divide(xp, cum_w, total + _divide(xp, total, count))",
+        "_divide(xp, cum_w, total + _divide(xp, total, xp.full_like(total, n)))",
         "_divide(xp, cum_w, total)",
     ),
 }
