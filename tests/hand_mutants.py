@@ -31,8 +31,12 @@ MUTANTS = {
         "    total = cum[-1]\n",
         "    from knotsafe.backends import hooks_for\n\n    total = hooks_for(xp).stop_gradient(cum[-1])\n",
     ),
-    "ranks_i_over_N": (T, "/ (n + 1)\n        return xp.sort", "/ n\n        return xp.sort"),
-    "weighted_ranks_no_N_over_N1": (T, "cum_w / (total + total / n)", "cum_w / total"),
+    "ranks_i_over_N": (T, "xp.full_like(positions, n + 1)", "xp.full_like(positions, n)"),
+    "weighted_ranks_no_N_over_N1": (
+        T,
+        "_divide(xp, cum_w, total + _divide(xp, total, xp.full_like(total, n)))",
+        "_divide(xp, cum_w, total)",
+    ),
 }
 tests = sys.argv[1:] or ["tests/test_contract.py"]
 names = os.environ.get("MUTANTS")
