@@ -687,18 +687,16 @@ def main(argv: list[str] | None = None) -> int:
     print("knotsafe benchmarks -- " + ", ".join(f"{k} {v}" for k, v in info.items()), flush=True)
     log: list[dict[str, Any]] = []
     start = time.perf_counter()
-    if "subsets" not in skip:
-        print("per differentiated subset (lens grid, float64; ms = median (min)):", flush=True)
-        run_subsets(args, log)
-    if "cases" not in skip:
-        print("realistic workload (lens grid, N=15380 knots, K=246080 queries):", flush=True)
-        run_cases(args, log)
-    if "scaling" not in skip:
-        print("scaling sweep (float64, random knots with 10% duplicates):", flush=True)
-        run_scaling(args, log)
-    if "memory" not in skip:
-        print("peak memory (fresh subprocess per row):", flush=True)
-        run_memory(args, log)
+    parts = (
+        ("subsets", "per differentiated subset (lens grid, float64; ms = median (min)):", run_subsets),
+        ("cases", "realistic workload (lens grid, N=15380 knots, K=246080 queries):", run_cases),
+        ("scaling", "scaling sweep (float64, random knots with 10% duplicates):", run_scaling),
+        ("memory", "peak memory (fresh subprocess per row):", run_memory),
+    )
+    for name, title, run_part in parts:
+        if name not in skip:
+            print(title, flush=True)
+            run_part(args, log)
     info["bench_seconds"] = round(time.perf_counter() - start, 1)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps({"machine": info, "rows": log}, indent=1))

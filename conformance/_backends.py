@@ -3,7 +3,8 @@
 A *backend spec* is a built-in name (``numpy``, ``array_api_strict``, ``jax``,
 ``jax-x32``, ``torch``) or the module name of a third-party array namespace
 (``python -m conformance --backend some.module``).  Framework-specific code is
-confined to this module: the properties themselves are written once.
+confined to this module and to the autodiff driver it shares with the test
+suite (``tests/_support.AutoDiff``): the properties themselves are written once.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -19,6 +20,8 @@ from typing import Any
 
 import array_api_compat as compat
 import numpy as np
+
+from tests._support import AUTODIFF, AutoDiff
 
 Array = Any
 
@@ -74,7 +77,7 @@ class Driver:
     devices: tuple[Any, ...]  # every device the device property checks
     dtypes: tuple[str, ...]  # dtypes this backend can compute in here
     missing_dtype_reason: dict[str, str] = field(default_factory=dict)
-    autodiff: str | None = None  # "jax", "torch" or None
+    autodiff: AutoDiff | None = None  # the tests' driver (tests/_support.py) or None
     no_autodiff_reason: str = "n/a: no autodiff"
     expected_hooks: str | None = None  # BackendHooks.name hooks_for must return
     config_note: str = ""
@@ -123,64 +126,10 @@ class Driver:
             return np.dtype(name)
         return getattr(self.xp, name)
 
-    # -- autodiff -----------------------------------------------------------
-    def grad_sum(self, fn: Callable[..., Array], args: Sequence[Array], argnums: Sequence[int]) -> list[np.ndarray]:
-        """Gradients of ``sum(fn(*args))`` with respect to ``args[i]`` for ``i`` in argnums (reverse mode)."""
-        if self.autodiff == "jax":
-            import jax
-
-            grads = jax.grad(lambda *a: fn(*a).sum(), argnums=tuple(argnums))(*args)
-            return [np.asarray(g) for g in grads]
-        if self.autodiff == "torch":
-            import torch
-
-            leaves = [a.detach().clone().requires_grad_(i in argnums) for i, a in enumerate(args)]
-            out = fn(*leaves).sum()
-            grads = torch.autograd.grad(out, [leaves[i] for i in argnums], allow_unused=True)
-            return [
-                np.zeros(tuple(leaves[i].shape), dtype=str(leaves[i].dtype).removeprefix("torch."))
-                if g is None
-                else g.detach().cpu().numpy()
-                for i, g in zip(argnums, grads, strict=True)
-            ]
-        raise RuntimeError(f"{self.label}: no autodiff")
-
-    def jacobian(self, fn: Callable[..., Array], args: Sequence[Array], argnum: int, mode: str) -> np.ndarray:
-        """Jacobian of the 1-D ``fn(*args)`` with respect to the 1-D ``args[argnum]``.
-
-        ``mode="rev"``: jax.jacrev / torch.func.jacrev (vector-Jacobian products);
-        ``mode="fwd"``: jax.jacfwd / torch.func.jacfwd (Jacobian-vector products).
-        """
-        if self.autodiff == "jax":
-            import jax
-
-            jac = jax.jacrev if mode == "rev" else jax.jacfwd
-            return np.asarray(jac(fn, argnums=argnum)(*args))
-        if self.autodiff == "torch":
-            import torch
-
-            jac = torch.func.jacrev if mode == "rev" else torch.func.jacfwd
-            return np.asarray(jac(fn, argnums=argnum)(*args).detach().cpu().numpy())
-        raise RuntimeError(f"{self.label}: no autodiff")
-
-    def vmap(self, fn: Callable[..., Array]) -> Callable[..., Array]:
-        if self.autodiff == "jax":
-            import jax
-
-            return jax.vmap(fn)  # type: ignore[no-any-return]
-        import torch
-
-        return torch.func.vmap(fn)  # type: ignore[no-any-return]
-
-    def vmap_grad(self, fn: Callable[..., Array], argnums: Sequence[int]) -> Callable[..., Any]:
-        """Per-example gradients of ``sum(fn(...))`` under vmap."""
-        if self.autodiff == "jax":
-            import jax
-
-            return jax.vmap(jax.grad(lambda *a: fn(*a).sum(), argnums=tuple(argnums)))  # type: ignore[no-any-return]
-        import torch
-
-        return torch.func.vmap(torch.func.grad(lambda *a: fn(*a).sum(), argnums=tuple(argnums)))  # type: ignore[no-any-return]
+    @property
+    def framework(self) -> str | None:
+        """Whose autodiff :attr:`autodiff` drives: "jax", "torch" or None."""
+        return None if self.autodiff is None else self.autodiff.name
 
     def stack(self, arrays: Sequence[Array]) -> Array:
         return self.xp.stack(list(arrays))
@@ -239,7 +188,16 @@ def make_driver(spec: str) -> Driver:
             else "JAX_ENABLE_X64=0: float32 only (the float64 rows are measured in jax (x64))"
         )
         return Driver(
-            spec, label, jnp, dev, tuple(jax.devices()), dtypes, missing, "jax", expected_hooks="jax", config_note=note
+            spec,
+            label,
+            jnp,
+            dev,
+            tuple(jax.devices()),
+            dtypes,
+            missing,
+            AUTODIFF["jax"],
+            expected_hooks="jax",
+            config_note=note,
         )
     if spec == "torch":
         import array_api_compat.torch as ctorch
@@ -247,7 +205,7 @@ def make_driver(spec: str) -> Driver:
 
         torch.set_default_dtype(torch.float32)
         cpu = torch.device("cpu")
-        return Driver(spec, label, ctorch, cpu, (cpu,), both, autodiff="torch", expected_hooks="torch")
+        return Driver(spec, label, ctorch, cpu, (cpu,), both, autodiff=AUTODIFF["torch"], expected_hooks="torch")
     if spec == "torch-generic":
         # The path every registered autodiff backend takes: hooks with only
         # stop_gradient and differentiable=True, so interp goes through
@@ -267,7 +225,15 @@ def make_driver(spec: str) -> Driver:
         cpu = torch.device("cpu")
         note = "PyTorch with hooks registered as a third-party autodiff backend would: only stop_gradient (detach)"
         return Driver(
-            spec, label, ctorch, cpu, (cpu,), both, autodiff="torch", expected_hooks=GENERIC_HOOKS, config_note=note
+            spec,
+            label,
+            ctorch,
+            cpu,
+            (cpu,),
+            both,
+            autodiff=AUTODIFF["torch"],
+            expected_hooks=GENERIC_HOOKS,
+            config_note=note,
         )
     # A third-party namespace module.
     xp = importlib.import_module(spec)

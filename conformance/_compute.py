@@ -51,7 +51,7 @@ def grads(drv: Driver, case: Case, knot_grad: str) -> list[np.ndarray]:
     """[d/dx, d/dknots, d/dvalues] of sum(interp(...)) over all queries (reverse mode)."""
     return _memoised(
         (drv.label, case.dtype, case.name, "grads", knot_grad),
-        lambda: drv.grad_sum(interp_fn(case, knot_grad), arrays(drv, case), (0, 1, 2)),
+        lambda: drv.autodiff.grad(interp_fn(case, knot_grad), arrays(drv, case), (0, 1, 2)),
     )
 
 
@@ -62,14 +62,14 @@ def jacobians(drv: Driver, case: Case, mode: str, knot_grad: str = "exact") -> l
     compilation instead of one per eager operation and shape); the ``jit``
     property compares jitted against eager results.
     """
-    if drv.autodiff == "jax":
+    if drv.framework == "jax":
         return jax_bundle(drv, case)[("jac", mode, knot_grad)]  # type: ignore[no-any-return]
     rows = jac_rows(case)
 
     def make() -> list[np.ndarray]:
         args = arrays(drv, case, rows)
         f = interp_fn(case, knot_grad)
-        return [drv.jacobian(f, args, i, mode) for i in range(3)]
+        return [drv.autodiff.jacobian(f, args, i, mode) for i in range(3)]
 
     return _memoised((drv.label, case.dtype, case.name, "jac", mode, knot_grad), make)
 

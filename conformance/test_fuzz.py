@@ -114,14 +114,14 @@ def _interp_checks(drv: Driver, p: Problem, dtype: str) -> dict[str, float]:
     def f(knot_grad: str):
         return lambda a, b, c: knotsafe.interp(a, b, c, knot_grad=knot_grad, **kw)  # type: ignore[arg-type]
 
-    ge = drv.grad_sum(f("exact"), (x, k, v), (0, 1, 2))
-    gs = drv.grad_sum(f("stop"), (x, k, v), (0, 1, 2))
+    ge = drv.autodiff.grad(f("exact"), (x, k, v), (0, 1, 2))
+    gs = drv.autodiff.grad(f("stop"), (x, k, v), (0, 1, 2))
     r["finite"] = _ratio(float(sum(np.sum(~np.isfinite(g)) for g in (*ge, *gs))), 0.0)
     r["stop: knot grads 0"] = _ratio(float(np.max(np.abs(gs[1]))), 0.0)
     r["stop: x, values as exact"] = _ratio(
         float(max(np.max(ulp_distance(gs[0], ge[0])), np.max(ulp_distance(gs[2], ge[2])))), 0.0
     )
-    jx, jk, jv = (drv.jacobian(f("exact"), (x, k, v), i, "rev") for i in range(3))
+    jx, jk, jv = (drv.autodiff.jacobian(f("exact"), (x, k, v), i, "rev") for i in range(3))
     r["zero slope"] = _ratio(
         float(max(np.max(np.abs(ge[0][ref.duplicate]), initial=0), np.max(np.abs(jk[ref.duplicate]), initial=0))),
         0.0,
@@ -139,7 +139,7 @@ def _interp_checks(drv: Driver, p: Problem, dtype: str) -> dict[str, float]:
     r["analytic partials"] = _ratio(worst, 8.0)
     idx, fd = _fd_x(case, ref, FD_TOL[dtype])
     r["central differences (x)"] = _ratio(float(np.max(rel_error(ge[0][idx], fd), initial=0.0)), FD_TOL[dtype])
-    jf = [drv.jacobian(f("exact"), (x, k, v), i, "fwd") for i in range(3)]
+    jf = [drv.autodiff.jacobian(f("exact"), (x, k, v), i, "fwd") for i in range(3)]
     diff = max(float(np.max(ulp_distance(a, b), initial=0.0)) for a, b in zip((jx, jk, jv), jf, strict=True))
     r["forward = reverse"] = _ratio(diff, 0.0)
     return r

@@ -1,13 +1,13 @@
 """Test helpers: conversions, tolerances and per-framework gradient calls.
 
 Framework-specific code is fine here: tests must drive each framework's own
-autodiff to check knotsafe's derivatives.
+autodiff to check knotsafe's derivatives.  :class:`AutoDiff` is also the
+conformance suite's autodiff driver (``conformance/_backends.py``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
@@ -57,53 +57,109 @@ def eps_of(dtype_name: str) -> float:
     return float(np.finfo(dtype_name).eps)
 
 
-@dataclass(frozen=True)
 class AutoDiff:
-    """Reverse- and forward-mode derivatives of ``f(*args)`` on one framework."""
+    """Derivatives of ``f(*args)`` through one framework's own autodiff.
+
+    The one autodiff driver of the test suite and the conformance suite
+    (``conformance/_backends.Driver.autodiff``): reverse mode (:meth:`grad`,
+    ``jacobian(mode="rev")``), forward mode (``jacobian(mode="fwd")``) and
+    per-example gradients (:meth:`vmap_grad`).  Results come back as NumPy
+    arrays in the arguments' dtype.
+    """
 
     name: str
-    grad: Callable[[Callable[..., Any], Sequence[Any], Sequence[int]], list[np.ndarray]]
-    jacobians: Callable[[Callable[..., Any], Any], tuple[np.ndarray, np.ndarray]]
+
+    def grad(self, f: Callable[..., Any], args: Sequence[Any], argnums: Sequence[int]) -> list[np.ndarray]:
+        """Gradients of ``sum(f(*args))`` with respect to ``args[i]`` for ``i`` in ``argnums`` (reverse mode)."""
+        raise NotImplementedError
+
+    def jacobian(self, f: Callable[..., Any], args: Sequence[Any], argnum: int, mode: str) -> np.ndarray:
+        """Jacobian of the 1-D ``f(*args)`` with respect to the 1-D ``args[argnum]``.
+
+        ``mode="rev"``: jacrev (vector-Jacobian products); ``mode="fwd"``:
+        jacfwd (Jacobian-vector products).
+        """
+        raise NotImplementedError
+
+    def jacobians(self, f: Callable[..., Any], x: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Forward- and reverse-mode Jacobians of the 1-D ``f(x)`` (to compare the two modes)."""
+        return self.jacobian(f, (x,), 0, "fwd"), self.jacobian(f, (x,), 0, "rev")
+
+    def vmap(self, f: Callable[..., Any]) -> Callable[..., Any]:
+        """``f`` mapped over the leading axis of every argument."""
+        raise NotImplementedError
+
+    def vmap_grad(self, f: Callable[..., Any], argnums: Sequence[int]) -> Callable[..., Any]:
+        """Per-example gradients of ``sum(f(...))`` under vmap (framework arrays)."""
+        raise NotImplementedError
 
 
-def _jax_grad(f: Callable[..., Any], args: Sequence[Any], argnums: Sequence[int]) -> list[np.ndarray]:
-    import jax
+class _JaxAutoDiff(AutoDiff):
+    name = "jax"
 
-    grads = jax.grad(lambda *a: f(*a).sum(), argnums=tuple(argnums))(*args)
-    return [np.asarray(g) for g in grads]
+    def grad(self, f: Callable[..., Any], args: Sequence[Any], argnums: Sequence[int]) -> list[np.ndarray]:
+        import jax
+
+        grads = jax.grad(lambda *a: f(*a).sum(), argnums=tuple(argnums))(*args)
+        return [np.asarray(g) for g in grads]
+
+    def jacobian(self, f: Callable[..., Any], args: Sequence[Any], argnum: int, mode: str) -> np.ndarray:
+        import jax
+
+        jac = jax.jacrev if mode == "rev" else jax.jacfwd
+        return np.asarray(jac(f, argnums=argnum)(*args))
+
+    def vmap(self, f: Callable[..., Any]) -> Callable[..., Any]:
+        import jax
+
+        return jax.vmap(f)
+
+    def vmap_grad(self, f: Callable[..., Any], argnums: Sequence[int]) -> Callable[..., Any]:
+        import jax
+
+        return jax.vmap(jax.grad(lambda *a: f(*a).sum(), argnums=tuple(argnums)))
 
 
-def _jax_jacobians(f: Callable[..., Any], x: Any) -> tuple[np.ndarray, np.ndarray]:
-    import jax
+class _TorchAutoDiff(AutoDiff):
+    name = "torch"
 
-    return np.asarray(jax.jacfwd(f)(x)), np.asarray(jax.jacrev(f)(x))
+    def grad(self, f: Callable[..., Any], args: Sequence[Any], argnums: Sequence[int]) -> list[np.ndarray]:
+        import torch
+
+        leaves = [a.detach().clone().requires_grad_(i in argnums) for i, a in enumerate(args)]
+        out = f(*leaves).sum()
+        grads = torch.autograd.grad(out, [leaves[i] for i in argnums], allow_unused=True)
+        return [
+            np.zeros(tuple(leaves[i].shape), dtype=str(leaves[i].dtype).removeprefix("torch."))
+            if g is None
+            else g.detach().cpu().numpy()
+            for i, g in zip(argnums, grads, strict=True)
+        ]
+
+    def jacobian(self, f: Callable[..., Any], args: Sequence[Any], argnum: int, mode: str) -> np.ndarray:
+        import torch
+
+        jac = torch.func.jacrev if mode == "rev" else torch.func.jacfwd
+        return np.asarray(jac(f, argnums=argnum)(*args).detach().cpu().numpy())
+
+    def vmap(self, f: Callable[..., Any]) -> Callable[..., Any]:
+        import torch
+
+        return torch.func.vmap(f)
+
+    def vmap_grad(self, f: Callable[..., Any], argnums: Sequence[int]) -> Callable[..., Any]:
+        import torch
+
+        return torch.func.vmap(torch.func.grad(lambda *a: f(*a).sum(), argnums=tuple(argnums)))
 
 
-def _torch_grad(f: Callable[..., Any], args: Sequence[Any], argnums: Sequence[int]) -> list[np.ndarray]:
-    import torch
-
-    leaves = [a.detach().clone().requires_grad_(i in argnums) for i, a in enumerate(args)]
-    out = f(*leaves).sum()
-    grads = torch.autograd.grad(out, [leaves[i] for i in argnums], allow_unused=True)
-    return [
-        np.zeros(tuple(leaves[i].shape)) if g is None else g.detach().numpy()
-        for i, g in zip(argnums, grads, strict=True)
-    ]
-
-
-def _torch_jacobians(f: Callable[..., Any], x: Any) -> tuple[np.ndarray, np.ndarray]:
-    import torch
-
-    return torch.func.jacfwd(f)(x).numpy(), torch.func.jacrev(f)(x).numpy()
+#: The drivers, by framework (``backend_name``).
+AUTODIFF: dict[str, AutoDiff] = {"jax": _JaxAutoDiff(), "torch": _TorchAutoDiff()}
 
 
 def autodiff_for(xp: ModuleType) -> AutoDiff | None:
-    name = backend_name(xp)
-    if name == "jax":
-        return AutoDiff("jax", _jax_grad, _jax_jacobians)
-    if name == "torch":
-        return AutoDiff("torch", _torch_grad, _torch_jacobians)
-    return None
+    """The autodiff driver of ``xp``'s framework, or None (no autodiff)."""
+    return AUTODIFF.get(backend_name(xp))
 
 
 def central_difference(f: Callable[[np.ndarray], np.ndarray], x: np.ndarray, h: np.ndarray | float) -> np.ndarray:

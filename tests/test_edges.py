@@ -112,6 +112,56 @@ def test_create_transforms_reads_each_input_once(xp: ModuleType, monkeypatch: py
         assert counts["host"] == 2
 
 
+@pytest.mark.parametrize("span_ratio", [None, 40.0])
+def test_kernel_create_transforms_reads_each_input_once(
+    xp: ModuleType, monkeypatch: pytest.MonkeyPatch, span_ratio: float | None
+) -> None:
+    """method='kernel': one read for the points (their checks, the bandwidth's, and without
+    ``span_ratio`` the grid size from the data span), one for the weights; none in the callables."""
+    if span_ratio is None and backend_name(xp) == "dask":
+        pytest.skip("lazy dask points cannot size the grid: span_ratio is required there (tests/test_dask.py)")
+    data, over = _small_grid(xp, _float(xp))
+    w = asarray(xp, np.linspace(0.5, 2.0, data.shape[0]), _float(xp))
+    counts = _count_host_reads(xp, monkeypatch)
+    tr, inv = knotsafe.create_transforms(data, w, method="kernel", bandwidth=0.1, span_ratio=span_ratio)
+    inv(tr(over))
+    assert counts["read_verdict"] == 2
+    if backend_name(xp) in ("array_api_strict", "torch"):
+        assert counts["host"] == 2
+    counts.clear()
+    tr, inv = knotsafe.create_transforms(data, method="kernel", bandwidth=0.1, n_knots=32, span_ratio=span_ratio)
+    inv(tr(over))
+    assert counts["read_verdict"] == 1
+    if backend_name(xp) in ("array_api_strict", "torch"):
+        assert counts["host"] == 1
+
+
+def test_kernel_mesh_reads_each_input_once(xp: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    """transform='kernel': the mesh reads as the rank mesh does (its grid size is static)."""
+    data, over = _small_grid(xp, _float(xp))
+    w = asarray(xp, np.linspace(0.5, 2.0, data.shape[0]), _float(xp))
+    counts = _count_host_reads(xp, monkeypatch)
+    rectangular.mappings_weights(8, data, over, w, transform="kernel")
+    assert counts["read_verdict"] == 3
+    if backend_name(xp) in ("array_api_strict", "torch"):
+        assert counts["host"] == 3
+    counts.clear()
+    rectangular.pixel_centres(8, data, w, transform="kernel")
+    assert counts["read_verdict"] == 2
+
+
+def test_complex_interp_reads_the_knots_once(xp: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Complex values: the knots' order check is the one read (the recombination reads nothing)."""
+    k = asarray(xp, [0.0, 1.0, 2.0], _float(xp))
+    x = asarray(xp, [0.25, 1.5], _float(xp))
+    v = xp.asarray(np.array([1.0 + 2.0j, -3.0 + np.inf * 1j, 0.5 - 1.0j], dtype=np.complex128))
+    counts = _count_host_reads(xp, monkeypatch)
+    knotsafe.interp(x, k, v)
+    assert counts["read_verdict"] == 1
+    if backend_name(xp) in ("array_api_strict", "torch"):
+        assert counts["host"] == 1
+
+
 # ---------------------------------------------------------------------------
 # weighted ties (11.9)
 # ---------------------------------------------------------------------------

@@ -22,6 +22,7 @@ import os
 import re
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,21 +70,49 @@ def test_sharding_suite_on_8_simulated_devices() -> None:
 inner = pytest.mark.skipif(not INNER, reason="runs in the 8-device subprocess")
 
 
-def _setup() -> tuple[Any, Any, Any, Any]:
+@dataclass(frozen=True)
+class Devices:
+    """The 8-device mesh and the placements the inner tests use."""
+
+    jax: Any
+    jnp: Any
+    mesh: Any
+    P: Any  # jax.sharding.PartitionSpec
+    rows: Any  # NamedSharding: a 1-D array split over the devices
+    point_rows: Any  # NamedSharding: an (N, D) array split by rows
+    repl: Any  # NamedSharding: replicated on every device
+    dt: Any  # the NumPy float dtype of this run (float64 under x64)
+
+    def put_rows(self, p: Any, q: Any) -> tuple[Any, Any]:
+        """``p`` replicated, ``q`` (N, D) split by rows."""
+        return self.jax.device_put(p, self.repl), self.jax.device_put(q, self.point_rows)
+
+    def assert_rows_sharding_bitwise(self, fn: Any, p: Any, q: Any) -> None:
+        """``fn(p, q)`` (two (N, D) outputs, per row of ``q``) under jit with ``q`` split by rows and under
+        shard_map equals the single-device jit bitwise: each row is the same computation on every device."""
+        jax, P = self.jax, self.P
+        ref = jax.jit(fn)(p, q)
+        got = jax.jit(fn)(*self.put_rows(p, q))
+        smap = jax.shard_map(fn, mesh=self.mesh, in_specs=(P(), P("d", None)), out_specs=(P("d", None), P("d", None)))
+        got_smap = jax.jit(smap)(p, q)
+        for a, b in zip((*got, *got_smap), (*ref, *ref), strict=True):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.fixture
+def dev() -> Devices:
     import jax
+    import jax.numpy as jnp
     from jax.sharding import Mesh, NamedSharding
     from jax.sharding import PartitionSpec as P
 
     if jax.device_count() < N_DEV:
         pytest.fail(f"expected {N_DEV} devices, got {jax.device_count()} (XLA_FLAGS not applied)")
     mesh = Mesh(np.array(jax.devices()[:N_DEV]), ("d",))
-    return jax, mesh, NamedSharding(mesh, P("d")), NamedSharding(mesh, P())
-
-
-def _dtype() -> Any:
-    import jax
-
-    return np.float64 if jax.config.read("jax_enable_x64") else np.float32
+    dt = np.float64 if jax.config.read("jax_enable_x64") else np.float32
+    return Devices(
+        jax, jnp, mesh, P, NamedSharding(mesh, P("d")), NamedSharding(mesh, P("d", None)), NamedSharding(mesh, P()), dt
+    )
 
 
 def _bound(jac_abs_sum: np.ndarray, n: int, dtype: Any) -> np.ndarray:
@@ -92,7 +121,8 @@ def _bound(jac_abs_sum: np.ndarray, n: int, dtype: Any) -> np.ndarray:
     return 2 * gamma * jac_abs_sum + np.finfo(dtype).tiny
 
 
-def _interp_case(dtype: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _interp_case(dev: Devices) -> tuple[Any, Any, Any, Any]:
+    """Queries, knots (with exact and near duplicates), values and loss weights, as JAX arrays."""
     rng = np.random.default_rng(7)
     k = np.sort(rng.uniform(-2.0, 2.0, 64))
     k[5:9] = k[5]  # exact duplicates
@@ -100,90 +130,77 @@ def _interp_case(dtype: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
     v = rng.normal(size=64)
     x = rng.uniform(-2.5, 2.5, 1024)
     c = rng.normal(size=1024)
-    return x.astype(dtype), k.astype(dtype), v.astype(dtype), c.astype(dtype)
+    return tuple(dev.jnp.asarray(a.astype(dev.dt)) for a in (x, k, v, c))  # type: ignore[return-value]
 
 
-@inner
-def test_interp_jit_named_sharding_queries_sharded_knots_replicated() -> None:
-    jax, _, rows, repl = _setup()
-    import jax.numpy as jnp
-
+def _assert_interp_grads(dev: Devices, g: Any, ref_g: Any, x: Any, k: Any, v: Any, c: Any) -> None:
+    """Gradients of ``sum(c * interp(x, k, v))``: per query bitwise; for the replicated knots and values
+    (sums over the queries, added in another order) within the summation bound (module docstring)."""
     import knotsafe
 
-    dt = _dtype()
-    x, k, v, c = (jnp.asarray(a) for a in _interp_case(dt))
-
-    def loss(x: Any, k: Any, v: Any) -> Any:
-        return jnp.sum(c * knotsafe.interp(x, k, v))
-
-    fwd = jax.jit(knotsafe.interp)
-    grad = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))
-    ref_out, ref_g = fwd(x, k, v), grad(x, k, v)
-    xs, ks, vs = jax.device_put(x, rows), jax.device_put(k, repl), jax.device_put(v, repl)
-    out, g = fwd(xs, ks, vs), grad(xs, ks, vs)
-    assert len(out.sharding.device_set) == N_DEV
-    np.testing.assert_array_equal(np.asarray(out), np.asarray(ref_out))
     np.testing.assert_array_equal(np.asarray(g[0]), np.asarray(ref_g[0]))  # per query: same computation
-    jk, jv = jax.jacrev(lambda k, v: c * knotsafe.interp(x, k, v), argnums=(0, 1))(k, v)
+    jk, jv = dev.jax.jacrev(lambda k, v: c * knotsafe.interp(x, k, v), argnums=(0, 1))(k, v)
     for got, ref, jac in ((g[1], ref_g[1], jk), (g[2], ref_g[2], jv)):
-        bound = _bound(np.abs(np.asarray(jac, dtype=np.float64)).sum(axis=0), x.shape[0], dt)
+        bound = _bound(np.abs(np.asarray(jac, dtype=np.float64)).sum(axis=0), x.shape[0], dev.dt)
         assert np.all(np.abs(np.asarray(got, np.float64) - np.asarray(ref, np.float64)) <= bound)
 
 
 @inner
-def test_interp_shard_map_equals_single_device() -> None:
-    jax, mesh, _, _ = _setup()
-    import jax.numpy as jnp
-    from jax.sharding import PartitionSpec as P
-
+def test_interp_jit_named_sharding_queries_sharded_knots_replicated(dev: Devices) -> None:
     import knotsafe
 
-    dt = _dtype()
-    x, k, v, c = (jnp.asarray(a) for a in _interp_case(dt))
-    sharded = jax.shard_map(knotsafe.interp, mesh=mesh, in_specs=(P("d"), P(), P()), out_specs=P("d"))
+    jax = dev.jax
+    x, k, v, c = _interp_case(dev)
+
+    def loss(x: Any, k: Any, v: Any) -> Any:
+        return dev.jnp.sum(c * knotsafe.interp(x, k, v))
+
+    fwd = jax.jit(knotsafe.interp)
+    grad = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))
+    ref_out, ref_g = fwd(x, k, v), grad(x, k, v)
+    xs, ks, vs = jax.device_put(x, dev.rows), jax.device_put(k, dev.repl), jax.device_put(v, dev.repl)
+    out, g = fwd(xs, ks, vs), grad(xs, ks, vs)
+    assert len(out.sharding.device_set) == N_DEV
+    np.testing.assert_array_equal(np.asarray(out), np.asarray(ref_out))
+    _assert_interp_grads(dev, g, ref_g, x, k, v, c)
+
+
+@inner
+def test_interp_shard_map_equals_single_device(dev: Devices) -> None:
+    import knotsafe
+
+    jax, P = dev.jax, dev.P
+    x, k, v, c = _interp_case(dev)
+    sharded = jax.shard_map(knotsafe.interp, mesh=dev.mesh, in_specs=(P("d"), P(), P()), out_specs=P("d"))
 
     def loss(f: Any) -> Any:
-        return lambda x, k, v: jnp.sum(c * f(x, k, v))
+        return lambda x, k, v: dev.jnp.sum(c * f(x, k, v))
 
     out = jax.jit(sharded)(x, k, v)
     np.testing.assert_array_equal(np.asarray(out), np.asarray(jax.jit(knotsafe.interp)(x, k, v)))
     g = jax.jit(jax.grad(loss(sharded), argnums=(0, 1, 2)))(x, k, v)
     ref_g = jax.jit(jax.grad(loss(knotsafe.interp), argnums=(0, 1, 2)))(x, k, v)
-    np.testing.assert_array_equal(np.asarray(g[0]), np.asarray(ref_g[0]))
-    jk, jv = jax.jacrev(lambda k, v: c * knotsafe.interp(x, k, v), argnums=(0, 1))(k, v)
-    for got, ref, jac in ((g[1], ref_g[1], jk), (g[2], ref_g[2], jv)):
-        bound = _bound(np.abs(np.asarray(jac, dtype=np.float64)).sum(axis=0), x.shape[0], dt)
-        assert np.all(np.abs(np.asarray(got, np.float64) - np.asarray(ref, np.float64)) <= bound)
+    _assert_interp_grads(dev, g, ref_g, x, k, v, c)
 
 
 @inner
-def test_create_transforms_queries_sharded_points_replicated() -> None:
-    jax, mesh, _, repl = _setup()
-    import jax.numpy as jnp
-    from jax.sharding import NamedSharding
-    from jax.sharding import PartitionSpec as P
-
+def test_create_transforms_queries_sharded_points_replicated(dev: Devices) -> None:
     import knotsafe
 
-    dt = _dtype()
+    jax, jnp = dev.jax, dev.jnp
     rng = np.random.default_rng(3)
-    pts = jnp.asarray(rng.normal(size=(400, 2)).round(2).astype(dt))  # ties
-    q = jnp.asarray(rng.normal(size=(512, 2)).astype(dt))
+    pts = jnp.asarray(rng.normal(size=(400, 2)).round(2).astype(dev.dt))  # ties
+    q = jnp.asarray(rng.normal(size=(512, 2)).astype(dev.dt))
 
     def both(p: Any, q: Any) -> tuple[Any, Any]:
         tr, inv = knotsafe.create_transforms(p)
         return tr(q), inv(jnp.clip(tr(q), 0.0, 1.0))
 
-    ref = jax.jit(both)(pts, q)
-    q_rows = jax.device_put(q, NamedSharding(mesh, P("d", None)))
-    got = jax.jit(both)(jax.device_put(pts, repl), q_rows)
-    smap = jax.shard_map(both, mesh=mesh, in_specs=(P(), P("d", None)), out_specs=(P("d", None), P("d", None)))
-    got_smap = jax.jit(smap)(pts, q)
-    for a, b in zip((*got, *got_smap), (*ref, *ref), strict=True):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    dev.assert_rows_sharding_bitwise(both, pts, q)
     # Gradient with respect to the queries: per query, the same computation.
     gq = jax.jit(jax.grad(lambda q, p: jnp.sum(both(p, q)[0] ** 2)))
-    np.testing.assert_array_equal(np.asarray(gq(q_rows, jax.device_put(pts, repl))), np.asarray(gq(q, pts)))
+    pts_repl, q_rows = dev.put_rows(pts, q)
+    np.testing.assert_array_equal(np.asarray(gq(q_rows, pts_repl)), np.asarray(gq(q, pts)))
 
 
 def _lens(dt: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -212,19 +229,15 @@ def _lens_loss(data: Any, over: Any, c: Any) -> Any:
 
 
 @inner
-def test_batch_of_lens_models_sharded_over_einstein_radius() -> None:
-    jax, mesh, rows, _ = _setup()
-    import jax.numpy as jnp
-    from jax.sharding import PartitionSpec as P
-
-    dt = _dtype()
+def test_batch_of_lens_models_sharded_over_einstein_radius(dev: Devices) -> None:
+    jax, jnp, P, dt = dev.jax, dev.jnp, dev.P, dev.dt
     data, over, c = (jnp.asarray(a) for a in _lens(dt))
     thetas = jnp.asarray(np.linspace(1.1, 1.8, N_DEV).astype(dt))
     batched = jax.vmap(jax.value_and_grad(_lens_loss(data, over, c)))
     ref_val, ref_grad = jax.jit(batched)(thetas)
-    val, grad = jax.jit(batched)(jax.device_put(thetas, rows))
+    val, grad = jax.jit(batched)(jax.device_put(thetas, dev.rows))
     assert len(val.sharding.device_set) == N_DEV
-    smap = jax.shard_map(batched, mesh=mesh, in_specs=P("d"), out_specs=(P("d"), P("d")))
+    smap = jax.shard_map(batched, mesh=dev.mesh, in_specs=P("d"), out_specs=(P("d"), P("d")))
     val_s, grad_s = jax.jit(smap)(thetas)
     # Each lens model lies whole on one device, but XLA vectorises the sum
     # over queries differently for a batch of 8 and a batch of 1: the sums
@@ -270,31 +283,21 @@ def _lens_term_sums(data: Any, over: Any, c: Any, thetas: np.ndarray) -> tuple[n
 
 
 @inner
-def test_mesh_over_sampled_grid_sharded_data_grid_replicated() -> None:
-    jax, mesh, _, repl = _setup()
-    import jax.numpy as jnp
-    from jax.sharding import NamedSharding
-    from jax.sharding import PartitionSpec as P
-
+def test_mesh_over_sampled_grid_sharded_data_grid_replicated(dev: Devices) -> None:
     from knotsafe import rectangular
     from knotsafe.testing import trace_sis
 
-    dt = _dtype()
-    data_np, over_np, _ = _lens(dt)
+    jax, jnp = dev.jax, dev.jnp
+    data_np, over_np, _ = _lens(dev.dt)
     data, over = trace_sis(jnp.asarray(data_np), 1.6), trace_sis(jnp.asarray(over_np), 1.6)
 
     def mesh_fn(d: Any, o: Any) -> tuple[Any, Any]:
         return rectangular.mappings_weights(6, d, o)
 
-    ref_idx, ref_w = jax.jit(mesh_fn)(data, over)
-    o_rows = jax.device_put(over, NamedSharding(mesh, P("d", None)))
-    idx, w = jax.jit(mesh_fn)(jax.device_put(data, repl), o_rows)
-    smap = jax.shard_map(mesh_fn, mesh=mesh, in_specs=(P(), P("d", None)), out_specs=(P("d", None), P("d", None)))
-    idx_s, w_s = jax.jit(smap)(data, over)
-    for a, b in ((idx, ref_idx), (w, ref_w), (idx_s, ref_idx), (w_s, ref_w)):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    dev.assert_rows_sharding_bitwise(mesh_fn, data, over)
     # Gradient of the mesh weights with respect to the over-sampled points: per point.
     g = jax.jit(jax.grad(lambda o: jnp.sum(mesh_fn(data, o)[1] ** 2)))
+    data_repl, o_rows = dev.put_rows(data, over)
     np.testing.assert_array_equal(np.asarray(g(o_rows)), np.asarray(g(over)))
     centres = jax.jit(lambda d: rectangular.pixel_centres(6, d))
-    np.testing.assert_array_equal(np.asarray(centres(jax.device_put(data, repl))), np.asarray(centres(data)))
+    np.testing.assert_array_equal(np.asarray(centres(data_repl)), np.asarray(centres(data)))

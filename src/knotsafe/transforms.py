@@ -10,7 +10,7 @@ from typing import Any
 import array_api_compat as compat
 
 from knotsafe._lib import _checks, _dtypes, _namespace
-from knotsafe._lib._kernel_transform import kernel_transforms
+from knotsafe._lib._kernel_transform import check_kernel_args, kernel_transforms
 from knotsafe.interp import KnotGrad, interp_checked
 
 __all__ = ["create_transforms"]
@@ -134,7 +134,11 @@ def create_transforms(
     dtype = _dtypes.result_dtype(xp_, {"points": pts})
     comp = _dtypes.compute_dtype(xp_, dtype)
     pts = xp_.astype(pts, comp, copy=False)
-    verdicts = [_checks.check_finite_points(xp_, "points", pts)]
+    kernel = check_kernel_args(xp_, pts, bandwidth, n_knots, span_ratio) if method == "kernel" else None
+    # The kernel's data checks (bandwidth, spread) and its grid size ride on the points' one read.
+    conditions, count = kernel.conditions(xp_, pts) if kernel is not None else ([], None)
+    bad_points, cells = _checks.check_points_and_count(xp_, "points", pts, conditions, count)
+    verdicts = [bad_points]
     w = arrays.get(weights_name)
     if w is not None:
         _dtypes.result_dtype(xp_, {weights_name: w})
@@ -144,9 +148,10 @@ def create_transforms(
     bad = _checks.any_bad(verdicts)
     forward: Transform
     inverse: Transform
-    if method == "kernel":
+    if kernel is not None:
+        grid = kernel.grid(xp_, pts, cells)
         forward, inverse = kernel_transforms(
-            xp_, pts, w, bandwidth, n_knots=n_knots, span_ratio=span_ratio, knot_grad=knot_grad, min_gap=gap
+            xp_, pts, w, kernel.h, grid, kernel.n_knots, knot_grad=knot_grad, min_gap=gap
         )
     else:
         ranks = rank_transform(xp_, pts, w, knot_grad=knot_grad, min_gap=gap)
@@ -192,33 +197,35 @@ class RankTransform:
     knot_grad: str
     min_gap: float | None
 
-    def _column(self, d: int, dtype: Any) -> tuple[Array, Array]:
+    def _per_column(self, a: Array, *, inverse: bool, left: float | None, right: float | None) -> Array:
+        """``interp`` of every column ``a[:, d]``: knots -> ranks (forward) or ranks -> knots (inverse)."""
         xp = self.xp
-        return xp.astype(self.knots[d, :], dtype, copy=False), xp.astype(self.ranks[d], dtype, copy=False)
+        out = []
+        for d in range(a.shape[1]):
+            k = xp.astype(self.knots[d, :], a.dtype, copy=False)
+            t = xp.astype(self.ranks[d], a.dtype, copy=False)
+            x_knots, y_values = (t, k) if inverse else (k, t)
+            out.append(
+                interp_checked(
+                    xp,
+                    a[:, d],
+                    x_knots,
+                    y_values,
+                    left=left,
+                    right=right,
+                    knot_grad=self.knot_grad,
+                    min_gap=self.min_gap,
+                )
+            )
+        return xp.stack(out, axis=1)
 
     def forward(self, q: Array) -> Array:
         """``interp(q[:, d], knots[d], ranks[d], left=0, right=1)`` for every column."""
-        out = []
-        for d in range(q.shape[1]):
-            k, t = self._column(d, q.dtype)
-            out.append(
-                interp_checked(
-                    self.xp, q[:, d], k, t, left=0.0, right=1.0, knot_grad=self.knot_grad, min_gap=self.min_gap
-                )
-            )
-        return self.xp.stack(out, axis=1)
+        return self._per_column(q, inverse=False, left=0.0, right=1.0)
 
     def inverse(self, u: Array) -> Array:
         """``interp(u[:, d], ranks[d], knots[d])`` for every column (clamped to the data range)."""
-        out = []
-        for d in range(u.shape[1]):
-            k, t = self._column(d, u.dtype)
-            out.append(
-                interp_checked(
-                    self.xp, u[:, d], t, k, left=None, right=None, knot_grad=self.knot_grad, min_gap=self.min_gap
-                )
-            )
-        return self.xp.stack(out, axis=1)
+        return self._per_column(u, inverse=True, left=None, right=None)
 
 
 def rank_transform(

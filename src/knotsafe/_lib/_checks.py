@@ -66,20 +66,47 @@ def check_rows(
     Returns None when checked, or the 0-d boolean "bad data" verdict when
     the data could not be read (under tracing).
     """
+    return check_rows_and_count(xp, name, bad, problem, conditions)[0]
+
+
+def check_rows_and_count(
+    xp: ModuleType,
+    name: str,
+    bad: Array,
+    problem: str,
+    conditions: Sequence[tuple[Array, str]] = (),
+    count: Array | None = None,
+) -> tuple[Array | None, int | None]:
+    """:func:`check_rows`, and in the same read a size the caller needs from the data.
+
+    ``count`` is a 0-d integer array, ``0 <= count < 2**30`` (the caller
+    clamps it), for example a grid size from the data span.  A passing
+    verdict carries it below the condition codes, so the checks and the
+    size cost one read.  Returns ``(unread verdict or None, count)``;
+    ``count`` is None where the data could not be read or none was asked.
+    """
     int_dtype = default_int(xp, bad)
     bad_int = xp.astype(bad, int_dtype)
-    verdict = xp.where(xp.any(bad), xp.argmax(bad_int), xp.full_like(xp.argmax(bad_int), _PASSED))
+    first = xp.argmax(bad_int)
+    clear = ~xp.any(bad)
+    # Codes: a bad row's index (>= 0); _PASSED; condition k: _PASSED - 1 - k;
+    # passed with a count: below the lowest condition code.
+    lowest = _PASSED - len(conditions)
+    passed = xp.full_like(first, _PASSED) if count is None else (lowest - 1) - xp.astype(count, int_dtype)
+    verdict = xp.where(clear, passed, first)
     for k, (failed, _) in enumerate(conditions):
-        code = xp.full_like(verdict, _PASSED - 1 - k)
-        verdict = xp.where((verdict == _PASSED) & failed, code, verdict)
+        verdict = xp.where(clear & failed, xp.full_like(verdict, _PASSED - 1 - k), verdict)
+        clear = clear & ~failed
     found = read_verdict(xp, verdict)
     if found is None:
-        return verdict != _PASSED
+        return ~clear, None
     if found == _PASSED:
-        return None
+        return None, None
+    if found < lowest:
+        return None, (lowest - 1) - found
     if found >= 0:
-        count = int(xp.sum(bad_int))  # the error path may read again
-        raise ValueError(f"`{name}` has {count} {problem}; the first is row {found}")
+        count_bad = int(xp.sum(bad_int))  # the error path may read again
+        raise ValueError(f"`{name}` has {count_bad} {problem}; the first is row {found}")
     raise ValueError(conditions[_PASSED - 1 - found][1])
 
 
@@ -87,8 +114,18 @@ def check_finite_points(
     xp: ModuleType, name: str, points: Array, conditions: Sequence[tuple[Array, str]] = ()
 ) -> Array | None:
     """A 2-D point array must be free of NaN and inf (one read; see :func:`check_rows`)."""
-    bad = xp.any(~xp.isfinite(points), axis=1)
-    return check_rows(xp, name, bad, "row(s) with NaN or inf", conditions)
+    return check_rows(xp, name, _non_finite_rows(xp, points), "row(s) with NaN or inf", conditions)
+
+
+def check_points_and_count(
+    xp: ModuleType, name: str, points: Array, conditions: Sequence[tuple[Array, str]], count: Array | None
+) -> tuple[Array | None, int | None]:
+    """:func:`check_finite_points` with a size read in the same read (see :func:`check_rows_and_count`)."""
+    return check_rows_and_count(xp, name, _non_finite_rows(xp, points), "row(s) with NaN or inf", conditions, count)
+
+
+def _non_finite_rows(xp: ModuleType, points: Array) -> Array:
+    return xp.any(~xp.isfinite(points), axis=1)
 
 
 def check_weights(xp: ModuleType, name: str, weights: Array, n: int) -> Array | None:

@@ -156,6 +156,15 @@ class BackendHooks:
         ``(xp, x) -> erf(x)`` elementwise, differentiable where the backend
         is (the kernel-density transform's normal CDF); default
         :func:`generic_erf`, standard-only and within a few ulp.
+    complex_parts
+        Optional ``(xp, re, im, dtype) -> re + i im`` with both parts exact, no
+        arithmetic between them (``torch.complex``), for a library whose
+        complex arithmetic is not IEEE per part.  knotsafe builds complex
+        results with the standard's arithmetic plus a table of constants;
+        the one case that needs this hook is a finite non-zero real part
+        beside an infinite or NaN imaginary part.  None (the default): the
+        library's complex subtraction keeps the parts apart, as NumPy's and
+        JAX's do.
     extras
         Free-form data for a backend's own use; knotsafe never reads it.
     """
@@ -171,6 +180,7 @@ class BackendHooks:
     is_concrete: Callable[[Array], bool] = generic_is_concrete
     linearize: Linearize = generic_linearize
     erf: Callable[[Namespace, Array], Array] = generic_erf
+    complex_parts: Callable[[Namespace, Array, Array, Any], Array] | None = None
     extras: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def replace(self, **changes: Any) -> BackendHooks:

@@ -147,6 +147,13 @@ def _erf(xp: Any, x: Any) -> Any:
     return torch.special.erf(x)
 
 
+def _complex_parts(xp: Any, re: Any, im: Any, dtype: Any) -> Any:
+    # torch.complex copies the parts; torch's complex addition would mix them
+    # ((1+0j) + (-0+inf j) is nan+inf j on the CPU).
+    real = torch.float32 if dtype == torch.complex64 else torch.float64
+    return torch.complex(re.to(real), im.to(real))
+
+
 def _is_concrete(a: Any) -> bool:
     # Reading values under torch.compile would break the graph.
     return not torch.compiler.is_compiling()
@@ -163,4 +170,5 @@ def make_hooks() -> BackendHooks:
         take=_take,
         erf=_erf,
         is_concrete=_is_concrete,
+        complex_parts=_complex_parts,
     )

@@ -8,13 +8,14 @@ bandwidth, sizes the node grid (a static shape) and wraps the tables in the
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
 import array_api_compat as compat
 
-from knotsafe._lib import _checks, _namespace
 from knotsafe._lib import _kernel_cdf as kc
+from knotsafe._lib import _namespace
 from knotsafe._lib._registry import hooks_for
 from knotsafe.interp import interp_checked
 
@@ -23,7 +24,7 @@ Transform = Callable[[Array], Array]
 
 
 def check_bandwidth(xp: ModuleType, bandwidth: Any, dim: int, dtype: Any, like: Array) -> Array:
-    """``bandwidth``: a positive scalar or one per column, as a (D,) array."""
+    """``bandwidth``: a scalar or one per column, as a (D,) array (reads nothing)."""
     if bandwidth is None:
         raise TypeError("`bandwidth` is required for method='kernel' (the kernel width h in data units)")
     if compat.is_array_api_obj(bandwidth):
@@ -41,9 +42,7 @@ def check_bandwidth(xp: ModuleType, bandwidth: Any, dim: int, dtype: Any, like: 
         h = xp.broadcast_to(h, (dim,))
     if h.ndim != 1 or h.shape[0] != dim:
         raise ValueError(f"`bandwidth` must be a scalar or have shape ({dim},), got {tuple(h.shape)}")
-    if _checks.fails(xp, (h > 0) & xp.isfinite(h)):
-        raise ValueError("`bandwidth` must be positive and finite")
-    return h
+    return h  # its values are checked with the points' (KernelArgs.conditions), in their one read
 
 
 def check_n_knots(n_knots: Any) -> int | None:
@@ -51,58 +50,93 @@ def check_n_knots(n_knots: Any) -> int | None:
     return None if n_knots is None else _namespace.check_integer("n_knots", n_knots, 2)
 
 
-def _grid_for(xp: ModuleType, points: Array, h: Array, span_ratio: float | None) -> int:
-    """Static node count: from ``span_ratio`` if given, else from the concrete data."""
-    if span_ratio is not None:
-        try:
-            ratio = float(span_ratio)
-        except (TypeError, ValueError) as exc:
-            raise TypeError(f"`span_ratio` must be a real number or None, got {span_ratio!r}") from exc
-        if not ratio > 0:
-            raise ValueError(f"`span_ratio` must be positive, got {span_ratio!r}")
-        return kc.grid_size(ratio)
-    hooks = hooks_for(xp)
-    ratio_arr = hooks.stop_gradient(xp.max((xp.max(points, axis=0) - xp.min(points, axis=0)) / h))
-    value = None
-    if hooks.is_concrete(ratio_arr):
-        try:
-            value = float(ratio_arr)
-        except Exception:  # torch.func transforms raise on data access
-            value = None
-    if value is None:
-        raise ValueError(
-            "method='kernel' sizes its node grid from (max - min) / bandwidth of the points, which cannot be "
-            "read from traced arrays: pass `span_ratio=` (a static upper bound on it; columns that exceed it "
-            "give NaN)"
-        )
-    return kc.grid_size(value)
+@dataclass(frozen=True)
+class KernelArgs:
+    """The checked arguments of ``create_transforms(method="kernel")``.
+
+    :func:`check_kernel_args` checks what needs no data; the bandwidth's
+    values, the points' spread and (without ``span_ratio``) the node count
+    from the data span are read with the points' own check, in one read
+    (:meth:`conditions`, then :meth:`grid` with what was read).
+    """
+
+    h: Array  # (D,) bandwidth in the points' dtype
+    n_knots: int | None
+    span_ratio: float | None
+
+    def _ratio(self, xp: ModuleType, spread: Array) -> Array:
+        # max over columns of span / h: it sizes the node grid, no gradient.
+        return hooks_for(xp).stop_gradient(xp.max(spread / self.h))
+
+    def conditions(self, xp: ModuleType, points: Array) -> tuple[list[tuple[Array, str]], Array | None]:
+        """``(failed, message)`` data conditions, and the node-grid cell count to read with them.
+
+        The count is ``ceil(C * ratio)`` on the device: ``C`` is a power of
+        two, so the product and its ceiling are exact in any float dtype and
+        equal to :func:`_kernel_cdf.grid_size`'s own ``ceil(C * ratio)``.
+        Capped (at ``MAX_GRID``, also for inf and NaN) to fit the verdict's
+        integer: a capped count is too large and raises in :meth:`grid`.
+        """
+        spread = xp.max(points, axis=0) - xp.min(points, axis=0)
+        conditions = [
+            (~xp.all((self.h > 0) & xp.isfinite(self.h)), "`bandwidth` must be positive and finite"),
+            (
+                ~xp.all(spread > 0),
+                "`points` has a column with zero spread: method='kernel' normalises by F(max) - F(min) of each column",
+            ),
+        ]
+        if self.span_ratio is not None:
+            return conditions, None
+        ratio = self._ratio(xp, spread)
+        capped = xp.where((ratio >= 0) & (ratio <= kc.MAX_GRID), ratio, xp.full_like(ratio, kc.MAX_GRID))
+        return conditions, xp.ceil(kc.C * capped)
+
+    def grid(self, xp: ModuleType, points: Array, cells: int | None) -> int:
+        """Static node count, from ``span_ratio`` or the cell count read with the points."""
+        if self.span_ratio is not None:
+            return kc.grid_size(self.span_ratio)
+        if cells is None:
+            raise ValueError(
+                "method='kernel' sizes its node grid from (max - min) / bandwidth of the points, which cannot be "
+                "read from traced arrays: pass `span_ratio=` (a static upper bound on it; columns that exceed it "
+                "give NaN)"
+            )
+        if cells + 4 <= kc.MAX_GRID:
+            return kc.grid_size(cells / kc.C)  # exact: ceil(C * cells / C) == cells
+        # Too many nodes: read the ratio itself to word the error (the error path may read again).
+        spread = xp.max(points, axis=0) - xp.min(points, axis=0)
+        return kc.grid_size(float(self._ratio(xp, spread)))
+
+
+def check_kernel_args(xp: ModuleType, points: Array, bandwidth: Any, n_knots: Any, span_ratio: Any) -> KernelArgs:
+    """The kernel arguments' checks that read no data (points: validated (N, D))."""
+    h = check_bandwidth(xp, bandwidth, points.shape[1], points.dtype, points)
+    m = check_n_knots(n_knots)
+    return KernelArgs(h, m, _namespace.check_optional_real("span_ratio", span_ratio, positive=True))
 
 
 def kernel_transforms(
     xp: ModuleType,
     points: Array,
     weights: Array | None,
-    bandwidth: Any,
+    h: Array,
+    grid: int,
+    n_knots: int | None,
     *,
-    n_knots: Any = None,
-    span_ratio: float | None = None,
     knot_grad: str = "exact",
     min_gap: float | None = None,
 ) -> tuple[Transform, Transform]:
-    """The kernel transform pair of validated ``points`` (N, D) and ``weights`` (N,).
+    """The kernel transform pair of validated ``points`` (N, D), ``weights`` (N,), bandwidth ``h`` (D,).
 
-    ``points`` are finite (checked by the caller); the returned callables take
-    validated (K, D) arrays and compute in the points' dtype.
+    No checks, no reads: ``points`` are finite with a positive spread per
+    column, ``h`` positive (checked by the caller); ``grid`` nodes per
+    column.  The returned callables take validated (K, D) arrays and compute
+    in the points' dtype.
     """
     dim = points.shape[1]
     dtype = points.dtype
-    h = check_bandwidth(xp, bandwidth, dim, dtype, points)
-    m = check_n_knots(n_knots)
-    if _checks.fails(xp, xp.max(points, axis=0) > xp.min(points, axis=0)):
-        raise ValueError(
-            "`points` has a column with zero spread: method='kernel' normalises by F(max) - F(min) of each column"
-        )
-    tabs = kc.build(xp, points, weights, h, _grid_for(xp, points, h, span_ratio))
+    m = n_knots
+    tabs = kc.build(xp, points, weights, h, grid)
 
     def transform(q: Array) -> Array:
         """Kernel-CDF coordinates of queries ``q`` of shape (K, D), in [0, 1]."""
@@ -165,7 +199,7 @@ def mesh_transforms(
     bandwidth`` is static, so the grid size is known under tracing too.
     """
     h = bandwidth * (xp.max(scaled, axis=0) - xp.min(scaled, axis=0)) / n
+    # The mesh checked the data grid (finite, non-zero spread) in its one read; h > 0 follows.
     # +1: the computed span / h may round just above n / bandwidth.
-    return kernel_transforms(
-        xp, scaled, weights, h, n_knots=n_knots, span_ratio=n / bandwidth + 1.0, knot_grad=knot_grad, min_gap=min_gap
-    )
+    grid = kc.grid_size(n / bandwidth + 1.0)
+    return kernel_transforms(xp, scaled, weights, h, grid, n_knots, knot_grad=knot_grad, min_gap=min_gap)

@@ -157,16 +157,22 @@ def check_knot_grad(knot_grad: str) -> None:
         raise ValueError(f"`knot_grad` must be one of {KNOT_GRAD_MODES}, got {knot_grad!r}")
 
 
-def check_min_gap(min_gap: float | None) -> float | None:
-    if min_gap is None:
+def check_optional_real(name: str, value: Any, *, positive: bool = False) -> float | None:
+    """None, or a real number ``>= 0`` (``> 0`` with ``positive``); TypeError / ValueError naming ``name``."""
+    if value is None:
         return None
+    message = f"`{name}` must be a {'positive' if positive else 'non-negative'} real number or None, got {value!r}"
     try:
-        value = float(min_gap)
+        out = float(value)
     except (TypeError, ValueError) as exc:
-        raise TypeError(f"`min_gap` must be a non-negative real number or None, got {min_gap!r}") from exc
-    if not value >= 0.0:
-        raise ValueError(f"`min_gap` must be a non-negative real number or None, got {min_gap!r}")
-    return value
+        raise TypeError(message) from exc
+    if not (out > 0.0 if positive else out >= 0.0):
+        raise ValueError(message)
+    return out
+
+
+def check_min_gap(min_gap: float | None) -> float | None:
+    return check_optional_real("min_gap", min_gap)
 
 
 def check_scalar(name: str, value: Any) -> float | None:

@@ -20,7 +20,7 @@ import numbers
 from types import ModuleType
 from typing import Any
 
-from knotsafe._lib import _checks
+from knotsafe._lib._registry import hooks_for
 
 Array = Any
 
@@ -114,7 +114,7 @@ def _mod(a: Array, period: float) -> Array:
 
 
 def combine(xp: ModuleType, re: Array, im: Array, dtype: Any) -> Array:
-    """``re + i im`` as a complex array of ``dtype``, both parts exact.
+    """``re + i im`` as a complex array of ``dtype``, both parts exact.  Reads no data.
 
     ``re + 1j * im`` is not exact: the complex product ``im * 1j`` has real
     part ``im * 0 - 0 * 1``, NaN for infinite ``im``, and loses signed zeros.
@@ -126,10 +126,11 @@ def combine(xp: ModuleType, re: Array, im: Array, dtype: Any) -> Array:
     Differentiable in ``re`` and ``im`` (the constants carry no gradient).
 
     Pairs of special parts (zero or non-finite real, non-finite imaginary)
-    are selected from a table of constants.  On concrete arrays the parts
-    are verified, and a library whose complex arithmetic mixes the parts
-    (PyTorch: a finite non-zero real part beside an infinite or NaN
-    imaginary part) raises ValueError instead of returning a wrong number.
+    are selected from a table of constants.  What remains, a finite non-zero
+    real part beside a non-finite imaginary part, is exact only where the
+    library's complex subtraction is IEEE per part; a library where it is
+    not (PyTorch) supplies the ``complex_parts`` hook, which builds those
+    entries from their parts with no arithmetic.
     """
     dev = _device(re)
     base = xp.conj(xp.astype(re, dtype))
@@ -144,17 +145,15 @@ def combine(xp: ModuleType, re: Array, im: Array, dtype: Any) -> Array:
     # CPU complex addition gives (1+0j) + (-0+inf j) = nan+inf j.  Where both
     # parts are special (a zero or non-finite real part beside a non-finite
     # imaginary part) the result is one of 15 constants: select it, with no
-    # arithmetic.  What remains (a finite non-zero real part beside a
-    # non-finite imaginary part) is verified on concrete arrays rather than
-    # returned wrong.
+    # arithmetic.  Elsewhere the arithmetic above is kept (so results stay
+    # bitwise what they were), except for a finite non-zero real part beside
+    # a non-finite imaginary part, which the backend's complex_parts hook
+    # builds where it has one.
     table_pair = ~finite & ((re == 0) | ~xp.isfinite(re))
     out = xp.where(table_pair, _special_table(xp, re, im, dtype, dev), out)
-    if _checks.fails(xp, _same(xp, xp.real(out), re) & _same(xp, xp.imag(out), im)):
-        raise ValueError(
-            "`values`: the result has an infinite or NaN part that this array library's complex arithmetic "
-            f"({xp.__name__}) cannot combine exactly with the other part; interpolate the real and imaginary "
-            "parts of `values` separately"
-        )
+    from_parts = hooks_for(xp).complex_parts
+    if from_parts is not None:
+        out = xp.where(~finite & ~table_pair, from_parts(xp, re, im, dtype), out)
     return out
 
 
@@ -175,10 +174,6 @@ def _special_table(xp: ModuleType, re: Array, im: Array, dtype: Any, dev: Any) -
     col = code(im < 0, 1) + code(xp.isnan(im), 2)
     index = xp.reshape(row * len(_IM_SPECIALS) + col, (-1,))  # take wants a 1-D index on every library
     return xp.reshape(xp.take(table, index), re.shape)
-
-
-def _same(xp: ModuleType, a: Array, b: Array) -> Array:
-    return (a == b) | (xp.isnan(a) & xp.isnan(b))
 
 
 def _device(a: Array) -> Any:
