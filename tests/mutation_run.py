@@ -1,0 +1,198 @@
+"""Mutation testing, one source module at a time (``nox -s mutation`` calls this; it runs standalone too).
+
+Usage, from the repository root, with an interpreter that has mutmut 3 and the backends named below::
+
+    python tests/mutation_run.py                 # every run in RUNS
+    python tests/mutation_run.py rule hooks_jax  # some of them
+
+Each run mutates one module and runs only the test files that exercise it, on the backends that
+reach it, with ``-x`` (a mutant is killed at its first failing test).  It works in its own folder
+``build/mutation/<run>/`` (a copy of ``src/``, ``tests/``, ``conformance/`` and a ``pyproject.toml``
+whose ``[tool.mutmut]`` names that module and those tests), so the runs do not share mutmut's
+coverage map and a rerun only retests what changed.  Every mutant's status and each survivor's diff
+go to ``build/mutation/report.txt``; ``docs/mutation.md`` explains every survivor.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "build" / "mutation"
+
+# The test files (with -x, stop at the first failure) and backends that reach each module.  A file is
+# listed only if it calls the module's code on the backends named; hypothesis-heavy files are left out.
+_CORE = ["tests/test_contract.py", "tests/test_point_classes.py", "tests/test_rule_edges.py"]
+RUNS: dict[str, dict[str, object]] = {
+    "rule": {
+        "module": "src/knotsafe/_lib/_rule.py",
+        "backends": "torch,array_api_strict",
+        "tests": [*_CORE, "tests/test_contract_edges.py", "tests/test_interp.py", "tests/test_mutation_kills.py"],
+    },
+    "hooks": {
+        "module": "src/knotsafe/_lib/_hooks.py",
+        "backends": "numpy,torch,array_api_strict",
+        "tests": [*_CORE, "tests/test_backends.py", "tests/test_transforms.py", "tests/test_mutation_kills.py"],
+    },
+    "hooks_numpy": {
+        "module": "src/knotsafe/_lib/_hooks_numpy.py",
+        "backends": "numpy",
+        "tests": ["tests/test_contract.py", "tests/test_interp.py", "tests/test_backends.py", "tests/test_edges.py"],
+    },
+    "hooks_torch": {
+        "module": "src/knotsafe/_lib/_hooks_torch.py",
+        "backends": "torch",
+        "tests": [
+            *_CORE,
+            "tests/test_autodiff_modes.py",
+            "tests/test_second_order.py",
+            "tests/test_backends.py",
+            "tests/test_edges.py",
+            "tests/test_mutation_kills.py",
+        ],
+    },
+    # JAX: float64 (x64) reaches every branch the float32 run does; the x32 run checks that the
+    # custom derivative also holds where JAX silently computes in float32.
+    "hooks_jax_x64": {
+        "module": "src/knotsafe/_lib/_hooks_jax.py",
+        "backends": "jax",
+        "env": {"JAX_ENABLE_X64": "1"},
+        "tests": [
+            "tests/test_point_classes.py",
+            "tests/test_mutation_kills.py",
+            "tests/test_autodiff_modes.py",
+            "tests/test_second_order.py::test_duplicate_bins_have_zero_finite_second_derivatives",
+            "tests/test_second_order.py::test_mixed_x_values_second_derivative",
+        ],
+    },
+    "hooks_jax_x32": {
+        "module": "src/knotsafe/_lib/_hooks_jax.py",
+        "backends": "jax",
+        "env": {"JAX_ENABLE_X64": "0"},
+        "tests": ["tests/test_point_classes.py", "tests/test_mutation_kills.py", "tests/test_autodiff_modes.py"],
+    },
+    "transforms": {
+        "module": "src/knotsafe/transforms.py",
+        "backends": "numpy,torch,array_api_strict",
+        "tests": ["tests/test_transforms.py", "tests/test_edges.py", "tests/test_contract.py"],
+    },
+    "checks": {
+        "module": "src/knotsafe/_lib/_checks.py",
+        "backends": "numpy,torch,array_api_strict",
+        "tests": ["tests/test_edges.py", "tests/test_edge_table.py", "tests/test_contract_edges.py"],
+    },
+}
+
+_MUTMUT = """
+[tool.mutmut]
+source_paths = ["src/knotsafe"]
+only_mutate = [{module!r}]
+pytest_add_cli_args_test_selection = {tests!r}
+pytest_add_cli_args = ["-p", "no:cacheprovider", "-p", "tests.mutation_plugin", "-q", "-x", "-W", "ignore::DeprecationWarning"]
+also_copy = ["tests", "conformance"]
+use_git_change_detection = false
+# PyTorch and JAX start thread pools; a fork of a process that has them can deadlock, so every
+# mutant is forked from a server that has only collected the tests.
+process_isolation = "forkserver"
+"""
+
+
+def _sandbox(name: str, spec: dict[str, object]) -> Path:
+    where = OUT / name
+    where.mkdir(parents=True, exist_ok=True)
+    for folder in ("src", "tests", "conformance"):
+        if (where / folder).exists():
+            shutil.rmtree(where / folder)
+        shutil.copytree(ROOT / folder, where / folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    # Drop the repository's own [tool.mutmut] table (if any) and write this run's.
+    pyproject = re.sub(r"(?ms)^\[tool\.mutmut\]\n.*?(?=^\[|\Z)", "", pyproject)
+    pyproject += _MUTMUT.format(module=spec["module"], tests=list(spec["tests"]))  # type: ignore[call-overload]
+    (where / "pyproject.toml").write_text(pyproject, encoding="utf-8")
+    return where
+
+
+def _statuses(where: Path, env: dict[str, str]) -> dict[str, str]:
+    out = subprocess.run(
+        [sys.executable, "-m", "mutmut", "results", "--all", "true"],
+        cwd=where,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    found = {}
+    for line in out.splitlines():
+        m = re.match(r"\s*(\S+): (.+)$", line)
+        if m:
+            found[m.group(1)] = m.group(2).strip()
+    return found
+
+
+def run(name: str, spec: dict[str, object], max_children: int) -> str:
+    where = _sandbox(name, spec)
+    env = {
+        **os.environ,
+        "PYTHONPATH": "src",
+        "KNOTSAFE_TEST_BACKENDS": str(spec["backends"]),
+        # mutmut forks; keep each child single-threaded (PyTorch's pool deadlocks in a forked child).
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        **spec.get("env", {}),  # type: ignore[dict-item]
+    }
+    start = time.monotonic()
+    # mutmut exits non-zero when mutants survive: the statuses below are the result.
+    subprocess.run(
+        [sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children)],
+        cwd=where,
+        env=env,
+        check=False,
+    )
+    seconds = time.monotonic() - start
+    statuses = _statuses(where, env)
+    counts: dict[str, int] = {}
+    for status in statuses.values():
+        counts[status] = counts.get(status, 0) + 1
+    lines = [
+        f"== {name}: {spec['module']} on {spec['backends']} {spec.get('env', '')} ({seconds:.0f} s)",
+        f"   {len(statuses)} mutants: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())),
+    ]
+    for mutant, status in sorted(statuses.items()):
+        if status == "killed":
+            continue
+        diff = subprocess.run(
+            [sys.executable, "-m", "mutmut", "show", mutant], cwd=where, env=env, capture_output=True, text=True
+        ).stdout
+        lines.append(f"-- {status}: {mutant}")
+        lines.extend(
+            "   " + ln for ln in diff.splitlines() if ln.startswith(("+", "-")) and not ln.startswith(("+++", "---"))
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    names = argv or list(RUNS)
+    unknown = [n for n in names if n not in RUNS]
+    if unknown:
+        raise SystemExit(f"unknown runs {unknown}; choose from {list(RUNS)}")
+    max_children = int(os.environ.get("MUTATION_MAX_CHILDREN", "2"))
+    OUT.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        text = run(name, RUNS[name], max_children)
+        (OUT / f"{name}.txt").write_text(text, encoding="utf-8")
+        print(text, flush=True)
+    # The report covers every run whose result is on disk (this call's and earlier ones).
+    report = "".join((OUT / f"{n}.txt").read_text(encoding="utf-8") for n in RUNS if (OUT / f"{n}.txt").exists())
+    (OUT / "report.txt").write_text(report, encoding="utf-8")
+    print(f"report: {OUT / 'report.txt'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
