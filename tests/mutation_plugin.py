@@ -13,13 +13,12 @@ test command does not load this plugin.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 
 import pytest
 
 
 @pytest.fixture(autouse=True)
-def _fresh_backend_caches() -> Iterator[None]:
+def _fresh_backend_caches() -> None:
     registry = sys.modules.get("knotsafe._lib._registry")
     if registry is not None:
         registry._cache.clear()
@@ -28,4 +27,3 @@ def _fresh_backend_caches() -> Iterator[None]:
         clear = getattr(jax_hooks._custom_interp, "cache_clear", None)
         if clear is not None:
             clear()
-    yield

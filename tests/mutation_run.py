@@ -94,7 +94,9 @@ _MUTMUT = """
 source_paths = ["src/knotsafe"]
 only_mutate = [{module!r}]
 pytest_add_cli_args_test_selection = {tests!r}
-pytest_add_cli_args = ["-p", "no:cacheprovider", "-p", "tests.mutation_plugin", "-q", "-x", "-W", "ignore::DeprecationWarning"]
+pytest_add_cli_args = [
+    "-p", "no:cacheprovider", "-p", "tests.mutation_plugin", "-q", "-x", "-W", "ignore::DeprecationWarning"
+]
 also_copy = ["tests", "conformance"]
 use_git_change_detection = false
 # PyTorch and JAX start thread pools; a fork of a process that has them can deadlock, so every

@@ -106,7 +106,7 @@ def test_torch_forward_ad_dual_numbers_on_any_inputs(duals: str) -> None:
     (``_plain_tensor``); a dual number with a tangent must never be taken for a plain tensor,
     whichever inputs are dual, or its tangent would silently be dropped.
     """
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     import torch.autograd.forward_ad as fwad
 
     dt = "float64"
