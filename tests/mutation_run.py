@@ -28,64 +28,66 @@ OUT = ROOT / "build" / "mutation"
 
 # The test files (with -x, stop at the first failure) and backends that reach each module.  A file is
 # listed only if it calls the module's code on the backends named; hypothesis-heavy files are left out.
-_CORE = ["tests/test_contract.py", "tests/test_point_classes.py", "tests/test_rule_edges.py"]
+_SECOND = [
+    "tests/test_second_order.py::test_duplicate_bins_have_zero_finite_second_derivatives",
+    "tests/test_second_order.py::test_mixed_x_values_second_derivative",
+]
+_KILLS = "tests/test_mutation_kills.py"
 RUNS: dict[str, dict[str, object]] = {
+    # The rule's code is the same on every backend; PyTorch reaches all of it (values, partials, both
+    # directions of the Function, and the generic stop_gradient path through test_contract.py).
     "rule": {
         "module": "src/knotsafe/_lib/_rule.py",
-        "backends": "torch,array_api_strict",
-        "tests": [*_CORE, "tests/test_contract_edges.py", "tests/test_interp.py", "tests/test_mutation_kills.py"],
+        "backends": "torch",
+        "tests": ["tests/test_point_classes.py", "tests/test_contract.py", "tests/test_rule_edges.py", _KILLS],
     },
+    # The standard-only hooks: array-api-strict uses every one of them; PyTorch reaches
+    # generic_linearize through the generic stop_gradient path of test_contract.py.
     "hooks": {
         "module": "src/knotsafe/_lib/_hooks.py",
-        "backends": "numpy,torch,array_api_strict",
-        "tests": [*_CORE, "tests/test_backends.py", "tests/test_transforms.py", "tests/test_mutation_kills.py"],
+        "backends": "torch,array_api_strict",
+        "tests": ["tests/test_contract.py", "tests/test_backends.py", _KILLS],
     },
     "hooks_numpy": {
         "module": "src/knotsafe/_lib/_hooks_numpy.py",
         "backends": "numpy",
-        "tests": ["tests/test_contract.py", "tests/test_interp.py", "tests/test_backends.py", "tests/test_edges.py"],
+        "tests": ["tests/test_contract.py", "tests/test_backends.py", "tests/test_interp.py"],
     },
     "hooks_torch": {
         "module": "src/knotsafe/_lib/_hooks_torch.py",
         "backends": "torch",
         "tests": [
-            *_CORE,
+            _KILLS,
+            "tests/test_point_classes.py",
+            "tests/test_contract.py",
             "tests/test_autodiff_modes.py",
-            "tests/test_second_order.py",
             "tests/test_backends.py",
-            "tests/test_edges.py",
-            "tests/test_mutation_kills.py",
+            *_SECOND,
         ],
     },
-    # JAX: float64 (x64) reaches every branch the float32 run does; the x32 run checks that the
-    # custom derivative also holds where JAX silently computes in float32.
+    # JAX: float64 (x64) reaches every branch the float32 run does; the x32 run checks the hooks
+    # where JAX computes in float32.
     "hooks_jax_x64": {
         "module": "src/knotsafe/_lib/_hooks_jax.py",
         "backends": "jax",
         "env": {"JAX_ENABLE_X64": "1"},
-        "tests": [
-            "tests/test_point_classes.py",
-            "tests/test_mutation_kills.py",
-            "tests/test_autodiff_modes.py",
-            "tests/test_second_order.py::test_duplicate_bins_have_zero_finite_second_derivatives",
-            "tests/test_second_order.py::test_mixed_x_values_second_derivative",
-        ],
+        "tests": ["tests/test_point_classes.py", _KILLS, "tests/test_autodiff_modes.py", *_SECOND],
     },
     "hooks_jax_x32": {
         "module": "src/knotsafe/_lib/_hooks_jax.py",
         "backends": "jax",
         "env": {"JAX_ENABLE_X64": "0"},
-        "tests": ["tests/test_point_classes.py", "tests/test_mutation_kills.py", "tests/test_autodiff_modes.py"],
+        "tests": ["tests/test_point_classes.py", _KILLS, "tests/test_autodiff_modes.py"],
     },
     "transforms": {
         "module": "src/knotsafe/transforms.py",
-        "backends": "numpy,torch,array_api_strict",
-        "tests": ["tests/test_transforms.py", "tests/test_edges.py", "tests/test_contract.py"],
+        "backends": "numpy,torch",
+        "tests": ["tests/test_transforms.py", "tests/test_contract.py", "tests/test_edges.py"],
     },
     "checks": {
         "module": "src/knotsafe/_lib/_checks.py",
-        "backends": "numpy,torch,array_api_strict",
-        "tests": ["tests/test_edges.py", "tests/test_edge_table.py", "tests/test_contract_edges.py"],
+        "backends": "numpy,torch",
+        "tests": ["tests/test_edge_table.py", "tests/test_contract_edges.py", "tests/test_edges.py"],
     },
 }
 

@@ -179,3 +179,13 @@ def test_jax_eager_checks_run_and_traced_checks_are_skipped() -> None:
     with pytest.raises(ValueError, match="knots"):
         knotsafe.interp(x, k, v)
     jax.jit(knotsafe.interp)(x, k, v)  # traced: no data check, no error
+
+
+def test_erf_hook_matches_math_erf(xp: ModuleType) -> None:
+    """Every backend's ``erf`` hook (the standard-only Cody approximation where a backend has none)."""
+    dt = _dtype(xp)
+    z = np.array([-6.0, -2.5, -0.3, -1e-3, 0.0, 0.7, 1.9, 3.5], dtype=dt)
+    ref = np.array([math.erf(float(t)) for t in z])
+    got = to_numpy(backends.hooks_for(xp).erf(xp, asarray(xp, z, dt)))
+    # |erf| <= 1: an erf correct to a few ulps is within 4 eps of the float64 math.erf.
+    np.testing.assert_allclose(got, ref, rtol=0, atol=4 * np.finfo(dt).eps)
