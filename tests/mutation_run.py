@@ -65,19 +65,31 @@ RUNS: dict[str, dict[str, object]] = {
             *_SECOND,
         ],
     },
-    # JAX: float64 (x64) reaches every branch the float32 run does; the x32 run checks the hooks
-    # where JAX computes in float32.
+    # JAX: every test recompiles (the plugin clears the compiled-function cache), so the selection is
+    # the JAX-specific tests plus one point-class case per knot_grad policy, the jit test and the
+    # second derivatives.  float64 (x64) reaches every branch the float32 run does; the x32 run
+    # checks the hooks where JAX computes in float32.
     "hooks_jax_x64": {
         "module": "src/knotsafe/_lib/_hooks_jax.py",
         "backends": "jax",
         "env": {"JAX_ENABLE_X64": "1"},
-        "tests": ["tests/test_point_classes.py", _KILLS, "tests/test_autodiff_modes.py", *_SECOND],
+        "tests": [
+            _KILLS,
+            "tests/test_point_classes.py::test_every_point_class[jax-float64-left_right-exact]",
+            "tests/test_point_classes.py::test_every_point_class[jax-float64-no_left_right-stop]",
+            "tests/test_autodiff_modes.py::test_jax_jit_gives_identical_values_and_gradients",
+            *_SECOND,
+        ],
     },
     "hooks_jax_x32": {
         "module": "src/knotsafe/_lib/_hooks_jax.py",
         "backends": "jax",
         "env": {"JAX_ENABLE_X64": "0"},
-        "tests": ["tests/test_point_classes.py", _KILLS, "tests/test_autodiff_modes.py"],
+        "tests": [
+            _KILLS,
+            "tests/test_point_classes.py::test_every_point_class[jax-float32-left_right-exact]",
+            "tests/test_autodiff_modes.py::test_jax_jit_gives_identical_values_and_gradients",
+        ],
     },
     "transforms": {
         "module": "src/knotsafe/transforms.py",
