@@ -150,15 +150,17 @@ def test_jax_hooks() -> None:
     traced(jnp.ones(3))
     assert seen == [False]
     assert hooks.is_concrete(jnp.ones(3))
+    # Six output slots for five sources (the output length is `size`, not the source's), slot 5
+    # receives nothing and slot 3 three times.
     index = np.array([3, 0, 3, 1, 3])
     src = np.array([0.5, 1.25, -2.0, 4.0, 0.125], dtype=np.float32)
-    expected = np.zeros(5, dtype=np.float32)
+    expected = np.zeros(6, dtype=np.float32)
     np.add.at(expected, index, src)
-    got = hooks.scatter_add(jnp, 5, jnp.asarray(index), jnp.asarray(src))
+    got = hooks.scatter_add(jnp, 6, jnp.asarray(index), jnp.asarray(src))
     np.testing.assert_array_equal(np.asarray(got), expected)  # sums of dyadic numbers: exact
     # The cotangent of a scatter-add is the gather of the output cotangent.
-    w = np.arange(1.0, 6.0, dtype=np.float32)
-    g = jax.grad(lambda s: (hooks.scatter_add(jnp, 5, jnp.asarray(index), s) * w).sum())(jnp.asarray(src))
+    w = np.arange(1.0, 7.0, dtype=np.float32)
+    g = jax.grad(lambda s: (hooks.scatter_add(jnp, 6, jnp.asarray(index), s) * w).sum())(jnp.asarray(src))
     np.testing.assert_array_equal(np.asarray(g), w[index])
     z = np.array([-2.5, -0.3, 0.0, 0.7, 1.9], dtype=np.float32)
     ref = np.array([math.erf(float(t)) for t in z])
@@ -189,3 +191,14 @@ def test_erf_hook_matches_math_erf(xp: ModuleType) -> None:
     got = to_numpy(backends.hooks_for(xp).erf(xp, asarray(xp, z, dt)))
     # |erf| <= 1: an erf correct to a few ulps is within 4 eps of the float64 math.erf.
     np.testing.assert_allclose(got, ref, rtol=0, atol=4 * np.finfo(dt).eps)
+
+
+def test_eager_data_checks_raise(xp: ModuleType) -> None:
+    """Eager arrays are concrete on every backend: unsorted knots raise, naming the argument.
+
+    (A backend whose ``is_concrete`` said otherwise would skip the check and return NaN.)
+    """
+    dt = _dtype(xp)
+    k, v, x = (asarray(xp, a, dt) for a in ([0.0, 2.0, 1.0], [0.0, 1.0, 2.0], [0.5]))
+    with pytest.raises(ValueError, match="`knots`"):
+        knotsafe.interp(x, k, v)
