@@ -133,6 +133,9 @@ pytest_add_cli_args = [
 ]
 also_copy = ["tests", "conformance"]
 use_git_change_detection = false
+# mutmut's timeout is 15x the covering tests' durations plus this: on a machine shared by many
+# processes a forked child can wait minutes for a core, which is not a hanging mutant.
+timeout_constant = 300.0
 # PyTorch and JAX start thread pools; a fork of a process that has them can deadlock, so every
 # mutant is forked from a server that has only collected the tests.
 process_isolation = "forkserver"
