@@ -202,3 +202,27 @@ def test_eager_data_checks_raise(xp: ModuleType) -> None:
     k, v, x = (asarray(xp, a, dt) for a in ([0.0, 2.0, 1.0], [0.0, 1.0, 2.0], [0.5]))
     with pytest.raises(ValueError, match="`knots`"):
         knotsafe.interp(x, k, v)
+
+
+@pytest.mark.parametrize("knot_grad", ["exact", "stop"])
+def test_torch_outputs_and_gradients_stay_on_the_inputs_device(knot_grad: str) -> None:
+    """Every array the PyTorch path creates lives on the inputs' device, not the default one.
+
+    PyTorch's ``meta`` device (shapes and dtypes, no data) is a second device on any machine, so
+    this runs without a GPU.  Zeros made without ``device=`` (the scatter-add's accumulator, the
+    knot gradient under ``knot_grad="stop"``) would land on the CPU: ``index_add`` and autograd's
+    gradient validation both refuse to mix devices.  Meta data cannot be read, so the data checks
+    are skipped (as under tracing).
+    """
+    torch = pytest.importorskip("torch")
+    import array_api_compat.torch as torch_ns
+
+    meta = torch.device("meta")
+    index, src = torch.tensor([0, 2, 2], device=meta), torch.ones(3, device=meta)
+    assert backends.hooks_for(torch_ns).scatter_add(torch_ns, 4, index, src).device == meta
+    x, k, v = (torch.zeros(n, dtype=torch.float64, device=meta).requires_grad_() for n in (5, 4, 4))
+    out = knotsafe.interp(x, k, v, knot_grad=knot_grad)
+    assert out.device == meta and tuple(out.shape) == (5,)
+    grads = torch.autograd.grad(out.sum(), [x, k, v])
+    assert [g.device for g in grads] == [meta] * 3
+    assert [tuple(g.shape) for g in grads] == [(5,), (4,), (4,)]
