@@ -226,3 +226,30 @@ def test_torch_outputs_and_gradients_stay_on_the_inputs_device(knot_grad: str) -
     grads = torch.autograd.grad(out.sum(), [x, k, v])
     assert [g.device for g in grads] == [meta] * 3
     assert [tuple(g.shape) for g in grads] == [(5,), (4,), (4,)]
+
+
+def test_torch_nested_transform_with_constant_inputs_at_the_inner_level() -> None:
+    """An outer ``torch.func.grad`` through an inner transform for which interp's inputs are constants.
+
+    At the inner level the queries carry no gradient and no tangent, but they are functorch-wrapped
+    tensors of the outer level: the PyTorch hooks must still attach the gradient rule (not the plain
+    forward, whose derivative in the 2-ulp bin is the slope ~1e16).  Expected: the contract's
+    d/dx (0 in the near-duplicate bin, the slope 1 in [0, 1)) times d x / d theta = x0.
+    """
+    torch = pytest.importorskip("torch")
+
+    near = float(np.nextafter(np.nextafter(3.0, 4.0), 4.0))  # a 2-ulp bin: a duplicate
+    k_np, v_np = np.array([0.0, 1.0, 3.0, near, 5.0]), np.array([0.0, 1.0, 2.0, 7.0, 1.0])
+    x0 = np.array([float(np.nextafter(3.0, 4.0)), 0.5])
+    k, v, x0_t = (torch.asarray(a) for a in (k_np, v_np, x0))
+
+    def outer(theta: object) -> object:
+        x = x0_t * theta
+        inner = torch.func.grad(lambda s: (s * knotsafe.interp(x, k, v)).sum())
+        return inner(torch.asarray(1.0, dtype=torch.float64))
+
+    got = float(torch.func.grad(outer)(torch.asarray(1.0, dtype=torch.float64)))
+    _, ex, _, _ = contract_partials(x0, k_np, v_np, threshold=contract_threshold(k_np, "float64"))
+    expected = float(ex @ x0)
+    # Two products and one sum of terms <= 1 in float64: within 4 eps of the float64 reference.
+    assert abs(got - expected) <= 4 * np.finfo(np.float64).eps, (got, expected)
