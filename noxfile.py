@@ -253,27 +253,13 @@ def build(session: nox.Session) -> None:
 
 @nox.session
 def mutation(session: nox.Session) -> None:
-    """Mutation testing (mutmut 3, configured in pyproject.toml) of the rule, the hooks and the transforms.
+    """Mutation testing (mutmut 3) of the rule, every hooks module, the transforms and the data checks.
 
-    Not in the default sessions (about an hour on 2 cores; ``nox -s mutation -- "knotsafe._lib._rule*"``
-    restricts it).  The unit tests run on PyTorch, array-api-strict and NumPy; the list of
-    surviving mutants goes to build/mutation/report.txt, and docs/mutation.md explains each.
+    Not in the default sessions.  ``tests/mutation_run.py`` runs one module at a time, each with only
+    the test files that exercise it, on the backends that reach it (JAX hooks: x64 and x32 runs), with
+    ``-x``; ``nox -s mutation -- rule hooks_jax_x64`` restricts it to some runs.  Every mutant's status
+    and each survivor's diff go to build/mutation/report.txt (ignored by git); docs/mutation.md
+    explains every survivor.
     """
-    _install(session, ".[test,torch,strict]", "mutmut>=3.3")
-    # mutmut forks one process per mutant: PyTorch's thread pool deadlocks in a forked child unless
-    # it is single-threaded.
-    env = {
-        "PYTHONPATH": "src",
-        "KNOTSAFE_TEST_BACKENDS": "numpy,torch,array_api_strict",
-        "OMP_NUM_THREADS": "1",
-        "MKL_NUM_THREADS": "1",
-    }
-    # mutmut exits non-zero when mutants survive: the report below is the result, so do not stop here.
-    session.run("mutmut", "run", "--max-children", "2", *session.posargs, env=env, success_codes=[0, 1, 2])
-    report = session.run("mutmut", "results", silent=True, env=env)
-    import pathlib
-
-    out = pathlib.Path("build/mutation/report.txt")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(str(report), encoding="utf-8")
-    session.log(f"survivors listed in {out} (explained in docs/mutation.md)")
+    _install(session, ".[test,torch,jax,strict]", "mutmut>=3.8")
+    session.run("python", "tests/mutation_run.py", *session.posargs)

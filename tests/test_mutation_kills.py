@@ -1,0 +1,255 @@
+"""Tests written for mutants that survived the mutation runs (docs/mutation.md, tests/mutation_run.py).
+
+Each checks a number the code under test did not produce: the contract's partials
+(:func:`tests._contract.contract_partials`, an independent NumPy transcription), ``numpy.add.at``,
+``math.erf``.  They are ordinary unit tests and run in the README's test command too.
+"""
+
+from __future__ import annotations
+
+import math
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+import knotsafe
+from knotsafe import backends
+from tests._contract import contract_partials, contract_threshold
+from tests._support import asarray, backend_name, has_float64, to_numpy
+
+# A genuine bin, a run of exact duplicates (2, 2), queries inside bins, on an interior knot, on the
+# duplicate run, on the first and last knot and outside: every kind of partial is nonzero somewhere.
+KNOTS = np.array([0.0, 1.0, 2.0, 2.0, 3.0, 5.0])
+VALUES = np.array([0.5, -1.25, 3.0, 0.75, 2.5, -2.0])
+X = np.array([0.375, 1.0, 1.5, 2.0, 2.625, 4.0, 0.0, 5.0, -1.0, 6.0])
+# Tangents with no zero and no common factor, so no term of the tangent can cancel by accident.
+X_T = np.array([0.3, -1.1, 0.7, 2.0, -0.4, 1.3, 0.9, -0.6, 1.7, -2.2])
+KNOTS_T = np.array([0.25, -0.5, 1.5, -0.75, 0.6, 1.1])
+VALUES_T = np.array([-0.8, 0.35, 1.2, -1.4, 0.45, 0.9])
+
+
+def _dtype(xp: ModuleType) -> str:
+    return "float64" if has_float64(xp) else "float32"
+
+
+def _expected_tangent(
+    dt: str, x_t: np.ndarray | None, knot_grad: str = "exact", *, knots: bool = True, values: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """The contract's output tangent ``dx x_t + dknots @ knots_t + dvalues @ values_t`` and its bound.
+
+    Bound: each partial computed in ``dt`` is within ``4 eps (|p| + max|slope|)`` of the float64
+    transcription (the per-partial bound of tests/test_point_classes.py: a slope and a weight, each
+    <= 3 eps/2 relative, and one product); the tangent sums at most ``2 + 2 + 2`` products with the
+    input tangents, each adding one rounding of ``eps |p t|``.  So ``sum |t| 4 eps (|p| + s) +
+    7 eps sum |p t|`` bounds the difference (``s`` the largest genuine slope).
+    """
+    k, v, x = KNOTS.astype(dt), VALUES.astype(dt), X.astype(dt)
+    _, ex, ek, ev = contract_partials(x, k, v, threshold=contract_threshold(k, dt), knot_grad=knot_grad)
+    eps = float(np.finfo(dt).eps)
+    gaps = np.diff(k.astype(np.float64))
+    genuine = gaps > contract_threshold(k, dt)
+    s = float(np.max(np.abs(np.diff(v.astype(np.float64))[genuine] / gaps[genuine])))
+    # A tangent left off is zero.
+    kt = KNOTS_T.astype(dt).astype(np.float64) * knots
+    vt = VALUES_T.astype(dt).astype(np.float64) * values
+    tangent = ek @ kt + ev @ vt
+    size = np.abs(ek) @ np.abs(kt) + np.abs(ev) @ np.abs(vt)
+    first = 4 * eps * ((np.abs(ek) + s) @ np.abs(kt) + (np.abs(ev) + s) @ np.abs(vt))
+    if x_t is not None:
+        xt = x_t.astype(dt).astype(np.float64)
+        tangent = tangent + ex * xt
+        size = size + np.abs(ex * xt)
+        first = first + 4 * eps * (np.abs(ex) + s) * np.abs(xt)
+    if values:  # every output reads a value: with the values' tangents no entry is 0 by accident
+        assert np.all(np.abs(tangent) > 0.05)
+    return tangent, first + 7 * eps * size
+
+
+def _torch(dt: str) -> tuple[object, ...]:
+    import torch
+
+    return tuple(torch.asarray(a.astype(dt)) for a in (X, KNOTS, VALUES, X_T, KNOTS_T, VALUES_T))
+
+
+@pytest.mark.skip_xp_backend("numpy", reason="no autodiff")
+@pytest.mark.skip_xp_backend("array_api_strict", reason="no autodiff")
+@pytest.mark.skip_xp_backend("dask", reason="no autodiff")
+@pytest.mark.parametrize("knot_grad", ["exact", "stop"])
+def test_forward_mode_with_no_tangent_on_x(xp: ModuleType, knot_grad: str) -> None:
+    """Forward mode where only the knots and values carry tangents (``x`` is a constant).
+
+    PyTorch hands the custom derivative ``None`` for ``x``'s tangent (Partials.tangent's zero
+    branch); JAX hands it zeros.  Both must give the contract's ``dknots @ knots_t + dvalues @
+    values_t``, and with ``knot_grad="stop"`` only the values' term.
+    """
+    dt = _dtype(xp)
+    expected, bound = _expected_tangent(dt, None, knot_grad)
+    if backend_name(xp) == "torch":
+        import torch
+
+        x, k, v, _, kt, vt = _torch(dt)
+        _, got = torch.func.jvp(lambda k_, v_: knotsafe.interp(x, k_, v_, knot_grad=knot_grad), (k, v), (kt, vt))
+    else:
+        import jax
+
+        x, k, v, kt, vt = (asarray(xp, a, dt) for a in (X, KNOTS, VALUES, KNOTS_T, VALUES_T))
+        _, got = jax.jvp(lambda k_, v_: knotsafe.interp(x, k_, v_, knot_grad=knot_grad), (k, v), (kt, vt))
+    assert np.all(np.abs(to_numpy(got) - expected) <= bound), (to_numpy(got), expected)
+
+
+@pytest.mark.parametrize("duals", ["x", "knots,values", "x,knots,values"])
+def test_torch_forward_ad_dual_numbers_on_any_inputs(duals: str) -> None:
+    """``torch.autograd.forward_ad`` dual numbers on some or all inputs, the others plain tensors.
+
+    The PyTorch hooks skip the autograd Function when no input can carry a derivative
+    (``_plain_tensor``); a dual number with a tangent must never be taken for a plain tensor,
+    whichever inputs are dual, or its tangent would silently be dropped.
+    """
+    pytest.importorskip("torch")
+    import torch.autograd.forward_ad as fwad
+
+    dt = "float64"
+    x, k, v, xt, kt, vt = _torch(dt)
+    which = duals.split(",")
+    expected, bound = _expected_tangent(
+        dt, X_T if "x" in which else None, knots="knots" in which, values="values" in which
+    )
+    with fwad.dual_level():
+        args = {"x": x, "knots": k, "values": v}
+        for name, t in (("x", xt), ("knots", kt), ("values", vt)):
+            if name in which:
+                args[name] = fwad.make_dual(args[name], t)
+        got = fwad.unpack_dual(knotsafe.interp(args["x"], args["knots"], args["values"])).tangent
+    assert got is not None, "the output carries no tangent"
+    assert np.all(np.abs(got.numpy() - expected) <= bound), (got, expected)
+
+
+def test_jax_hooks() -> None:
+    """The JAX hooks' fields, each against a reference outside knotsafe.
+
+    ``stop_gradient`` cuts a gradient, ``is_concrete`` is False only for traced arrays (so the data
+    checks are skipped under jit and run eagerly), ``scatter_add`` accumulates repeated indices like
+    ``numpy.add.at`` and is differentiable with respect to its source, ``erf`` matches ``math.erf``.
+    """
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+
+    hooks = backends.hooks_for(jnp)
+    assert hooks.name == "jax"
+    assert hooks.differentiable
+    # d/da (stop_gradient(a) * a) = stop_gradient(a) = 3, not 2a = 6.
+    assert float(jax.grad(lambda a: hooks.stop_gradient(a) * a)(3.0)) == 3.0
+    seen: list[bool] = []
+
+    @jax.jit
+    def traced(a: object) -> object:
+        seen.append(hooks.is_concrete(a))
+        return a
+
+    traced(jnp.ones(3))
+    assert seen == [False]
+    assert hooks.is_concrete(jnp.ones(3))
+    # Six output slots for five sources (the output length is `size`, not the source's), slot 5
+    # receives nothing and slot 3 three times.
+    index = np.array([3, 0, 3, 1, 3])
+    src = np.array([0.5, 1.25, -2.0, 4.0, 0.125], dtype=np.float32)
+    expected = np.zeros(6, dtype=np.float32)
+    np.add.at(expected, index, src)
+    got = hooks.scatter_add(jnp, 6, jnp.asarray(index), jnp.asarray(src))
+    np.testing.assert_array_equal(np.asarray(got), expected)  # sums of dyadic numbers: exact
+    # The cotangent of a scatter-add is the gather of the output cotangent.
+    w = np.arange(1.0, 7.0, dtype=np.float32)
+    g = jax.grad(lambda s: (hooks.scatter_add(jnp, 6, jnp.asarray(index), s) * w).sum())(jnp.asarray(src))
+    np.testing.assert_array_equal(np.asarray(g), w[index])
+    z = np.array([-2.5, -0.3, 0.0, 0.7, 1.9], dtype=np.float32)
+    ref = np.array([math.erf(float(t)) for t in z])
+    # |erf| < 1: a float32 erf correct to a few ulps is within 4 eps (float32) of the float64 math.erf.
+    np.testing.assert_allclose(
+        np.asarray(hooks.erf(jnp, jnp.asarray(z))), ref, rtol=0, atol=4 * np.finfo(np.float32).eps
+    )
+
+
+def test_jax_eager_checks_run_and_traced_checks_are_skipped() -> None:
+    """Unsorted knots raise eagerly (the hooks say the array is concrete) and are not read under jit."""
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+
+    k = jnp.asarray([0.0, 2.0, 1.0])
+    v = jnp.asarray([0.0, 1.0, 2.0])
+    x = jnp.asarray([0.5])
+    with pytest.raises(ValueError, match="knots"):
+        knotsafe.interp(x, k, v)
+    jax.jit(knotsafe.interp)(x, k, v)  # traced: no data check, no error
+
+
+def test_erf_hook_matches_math_erf(xp: ModuleType) -> None:
+    """Every backend's ``erf`` hook (the standard-only Cody approximation where a backend has none)."""
+    dt = _dtype(xp)
+    z = np.array([-6.0, -2.5, -0.3, -1e-3, 0.0, 0.7, 1.9, 3.5], dtype=dt)
+    ref = np.array([math.erf(float(t)) for t in z])
+    got = to_numpy(backends.hooks_for(xp).erf(xp, asarray(xp, z, dt)))
+    # |erf| <= 1: an erf correct to a few ulps is within 4 eps of the float64 math.erf.
+    np.testing.assert_allclose(got, ref, rtol=0, atol=4 * np.finfo(dt).eps)
+
+
+def test_eager_data_checks_raise(xp: ModuleType) -> None:
+    """Eager arrays are concrete on every backend: unsorted knots raise, naming the argument.
+
+    (A backend whose ``is_concrete`` said otherwise would skip the check and return NaN.)
+    """
+    dt = _dtype(xp)
+    k, v, x = (asarray(xp, a, dt) for a in ([0.0, 2.0, 1.0], [0.0, 1.0, 2.0], [0.5]))
+    with pytest.raises(ValueError, match="`knots`"):
+        knotsafe.interp(x, k, v)
+
+
+@pytest.mark.parametrize("knot_grad", ["exact", "stop"])
+def test_torch_outputs_and_gradients_stay_on_the_inputs_device(knot_grad: str) -> None:
+    """Every array the PyTorch path creates lives on the inputs' device, not the default one.
+
+    PyTorch's ``meta`` device (shapes and dtypes, no data) is a second device on any machine, so
+    this runs without a GPU.  Zeros made without ``device=`` (the scatter-add's accumulator, the
+    knot gradient under ``knot_grad="stop"``) would land on the CPU: ``index_add`` and autograd's
+    gradient validation both refuse to mix devices.  Meta data cannot be read, so the data checks
+    are skipped (as under tracing).
+    """
+    torch = pytest.importorskip("torch")
+    import array_api_compat.torch as torch_ns
+
+    meta = torch.device("meta")
+    index, src = torch.tensor([0, 2, 2], device=meta), torch.ones(3, device=meta)
+    assert backends.hooks_for(torch_ns).scatter_add(torch_ns, 4, index, src).device == meta
+    x, k, v = (torch.zeros(n, dtype=torch.float64, device=meta).requires_grad_() for n in (5, 4, 4))
+    out = knotsafe.interp(x, k, v, knot_grad=knot_grad)
+    assert out.device == meta and tuple(out.shape) == (5,)
+    grads = torch.autograd.grad(out.sum(), [x, k, v])
+    assert [g.device for g in grads] == [meta] * 3
+    assert [tuple(g.shape) for g in grads] == [(5,), (4,), (4,)]
+
+
+def test_torch_nested_transform_with_constant_inputs_at_the_inner_level() -> None:
+    """An outer ``torch.func.grad`` through an inner transform for which interp's inputs are constants.
+
+    At the inner level the queries carry no gradient and no tangent, but they are functorch-wrapped
+    tensors of the outer level: the PyTorch hooks must still attach the gradient rule (not the plain
+    forward, whose derivative in the 2-ulp bin is the slope ~1e16).  Expected: the contract's
+    d/dx (0 in the near-duplicate bin, the slope 1 in [0, 1)) times d x / d theta = x0.
+    """
+    torch = pytest.importorskip("torch")
+
+    near = float(np.nextafter(np.nextafter(3.0, 4.0), 4.0))  # a 2-ulp bin: a duplicate
+    k_np, v_np = np.array([0.0, 1.0, 3.0, near, 5.0]), np.array([0.0, 1.0, 2.0, 7.0, 1.0])
+    x0 = np.array([float(np.nextafter(3.0, 4.0)), 0.5])
+    k, v, x0_t = (torch.asarray(a) for a in (k_np, v_np, x0))
+
+    def outer(theta: object) -> object:
+        x = x0_t * theta
+        inner = torch.func.grad(lambda s: (s * knotsafe.interp(x, k, v)).sum())
+        return inner(torch.asarray(1.0, dtype=torch.float64))
+
+    got = float(torch.func.grad(outer)(torch.asarray(1.0, dtype=torch.float64)))
+    _, ex, _, _ = contract_partials(x0, k_np, v_np, threshold=contract_threshold(k_np, "float64"))
+    expected = float(ex @ x0)
+    # Two products and one sum of terms <= 1 in float64: within 4 eps of the float64 reference.
+    assert abs(got - expected) <= 4 * np.finfo(np.float64).eps, (got, expected)
