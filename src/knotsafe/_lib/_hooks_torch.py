@@ -122,8 +122,9 @@ def _linearize(hooks: BackendHooks, rule: InterpRule, x: Any, knots: Any, values
             return rule.value(x, knots, values)
         # torch.compile cannot trace a Function with a jvp: reverse mode only
         # (forward mode through a compiled function raises torch's own error).
-        needs = (x.requires_grad, knots.requires_grad, values.requires_grad)
-        return _InterpFunction.apply(x, knots, values, rule, needs)[0]  # type: ignore[no-untyped-call]
+        # Every partial: with two of them empty placeholders (only x needing
+        # a gradient) AOTAutograd fails ("Placeholder node not found in env").
+        return _InterpFunction.apply(x, knots, values, rule, (True, True, True))[0]  # type: ignore[no-untyped-call]
     # A plain tensor carries no autodiff information: no derivative with
     # respect to it can be asked for through this call.
     needs = (not _plain_tensor(x), not _plain_tensor(knots), not _plain_tensor(values))

@@ -11,7 +11,6 @@ import contextlib
 import importlib
 import operator
 import sys
-import threading
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any, TypeVar
@@ -39,7 +38,6 @@ KNOT_GRAD_MODES = ("exact", "stop")
 
 _ATTEMPTS = 3
 _seen_types: set[type] = set()
-_seen_lock = threading.Lock()
 
 
 def _wait_for_imports() -> bool:
@@ -77,8 +75,9 @@ def _warm(a: Any) -> None:
         compat_call(compat.is_lazy_array, a)
     except Exception:  # e.g. a tracer without a device: nothing cached, try next time
         return
-    with _seen_lock:
-        _seen_types.add(cls)
+    # No lock: set.add is atomic (the GIL, or the set's own lock on
+    # free-threaded builds), and torch.compile cannot trace a lock.
+    _seen_types.add(cls)
 
 
 def array_namespace(*arrays: Any) -> ModuleType:
