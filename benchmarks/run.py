@@ -47,6 +47,7 @@ if (ROOT / "src" / "knotsafe").is_dir():
 import contextlib  # noqa: E402
 import importlib.util  # noqa: E402
 
+import kernel as kernel_bench  # noqa: E402
 import numpy as np  # noqa: E402
 import peers  # noqa: E402
 
@@ -390,6 +391,7 @@ def markdown(log: list[dict[str, Any]], info: dict[str, Any]) -> str:
         lines += ["", "| jnp.searchsorted method | dtype | ms |", "|---|---|---|"]
         for r in ss:
             lines.append(f"| {r['impl']} | {r['dtype']} | {r.get('seconds', 0) * 1e3:.2f} {r.get('error', '')} |")
+    lines += kernel_bench.markdown_lines(log)
     lines += ["", "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items())]
     return "\n".join(lines)
 
@@ -486,7 +488,9 @@ def main(argv: list[str] | None = None) -> int:
         help="largest sweep size 10**e (default 6; 7 takes minutes per call)",
     )
     parser.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated subset of numpy,jax,torch")
-    parser.add_argument("--skip", default="", help="comma-separated parts to skip: subsets,cases,scaling,memory,plot")
+    parser.add_argument(
+        "--skip", default="", help="comma-separated parts to skip: subsets,cases,kernel,scaling,memory,plot"
+    )
     parser.add_argument("--out", type=Path, default=HERE / "results", help="folder for results.json / results.md")
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "bench_scaling.png")
     parser.add_argument("--memory-child", nargs=6, help=argparse.SUPPRESS)
@@ -516,6 +520,9 @@ def main(argv: list[str] | None = None) -> int:
     if "cases" not in skip:
         print("realistic workload (lens grid, N=15380 knots, K=246080 queries):", flush=True)
         run_cases(args, log)
+    if "kernel" not in skip:
+        print("kernel transform (lens size, against the exact sum; benchmarks/kernel.py):", flush=True)
+        log += kernel_bench.run(args.backends, 1 if args.quick else 2, 0.002, 1 if args.quick else 3)
     if "scaling" not in skip:
         print("scaling sweep (float64, random knots with 10% duplicates):", flush=True)
         run_scaling(args, log)
