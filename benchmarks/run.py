@@ -47,6 +47,7 @@ if (ROOT / "src" / "knotsafe").is_dir():
 import contextlib  # noqa: E402
 import importlib.util  # noqa: E402
 
+import kernel as kernel_bench  # noqa: E402
 import numpy as np  # noqa: E402
 import peers  # noqa: E402
 
@@ -556,6 +557,7 @@ def markdown(log: list[dict[str, Any]], info: dict[str, Any]) -> str:
         lines += ["", "| jnp.searchsorted method | dtype | ms |", "|---|---|---|"]
         for r in ss:
             lines.append(f"| {r['impl']} | {r['dtype']} | {r.get('seconds', 0) * 1e3:.2f} {r.get('error', '')} |")
+    lines += kernel_bench.markdown_lines(log)
     lines += ["", "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items())]
     return "\n".join(lines)
 
@@ -641,6 +643,11 @@ def plot(log: list[dict[str, Any]], path: Path) -> None:
 
 
 # ------------------------------------------------------------------ main
+def run_kernel(args: argparse.Namespace, log: list[dict[str, Any]]) -> None:
+    """The kernel transform against the exact sum (rows from ``benchmarks/kernel.py``)."""
+    log += kernel_bench.run(args.backends, 1 if args.quick else 2, 0.002, 1 if args.quick else 3)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: few repeats, sweep to 1e5, K=1e5 memory")
@@ -652,7 +659,9 @@ def main(argv: list[str] | None = None) -> int:
         help="largest sweep size 10**e (default 6; 7 takes minutes per call)",
     )
     parser.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated subset of numpy,jax,torch")
-    parser.add_argument("--skip", default="", help="comma-separated parts to skip: subsets,cases,scaling,memory,plot")
+    parser.add_argument(
+        "--skip", default="", help="comma-separated parts to skip: subsets,cases,kernel,scaling,memory,plot"
+    )
     parser.add_argument("--out", type=Path, default=HERE / "results", help="folder for results.json / results.md")
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "bench_scaling.png")
     parser.add_argument("--memory-child", nargs=6, help=argparse.SUPPRESS)
@@ -690,6 +699,7 @@ def main(argv: list[str] | None = None) -> int:
     parts = (
         ("subsets", "per differentiated subset (lens grid, float64; ms = median (min)):", run_subsets),
         ("cases", "realistic workload (lens grid, N=15380 knots, K=246080 queries):", run_cases),
+        ("kernel", "kernel transform (lens size, against the exact sum; benchmarks/kernel.py):", run_kernel),
         ("scaling", "scaling sweep (float64, random knots with 10% duplicates):", run_scaling),
         ("memory", "peak memory (fresh subprocess per row):", run_memory),
     )

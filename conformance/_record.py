@@ -46,6 +46,16 @@ PROPS: tuple[Prop, ...] = (
     Prop("tf_weights", "create_transforms: uniform weights = unweighted", "bitwise", "ulp", 0.0),
     Prop("tf_dims", "create_transforms: any D, columns independent", "bitwise vs D = 1", "ulp", 0.0),
     Prop("device", "outputs on the input's device (every device)", "0 mismatches", "mismatch", 0.0),
+    Prop("kernel_values_float64", 'method="kernel": values = exact sum, float64', "≤ 1e-12", "abs", 1e-12),
+    Prop(
+        "kernel_values_float32",
+        'method="kernel": values = exact sum, float32',
+        "≤ 10 ε (float32)",
+        "abs",
+        10 * 2.0**-23,
+    ),
+    Prop("kernel_inverse", 'method="kernel": exact sum of the inverse = v (float64)', "≤ 1e-12", "abs", 1e-12),
+    Prop("kernel_fd", 'method="kernel": gradients = central differences, float64', "rel ≤ 1e-6", "rel", 1e-6),
     Prop("fuzz_interp", "hypothesis fuzz: interp values and gradients", "all sub-checks", "x tol", 1.0),
     Prop("fuzz_transforms", "hypothesis fuzz: create_transforms", "all sub-checks", "x tol", 1.0),
 )
