@@ -7,11 +7,13 @@ conformance suite's autodiff driver (``conformance/_backends.py``).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any
 
 import numpy as np
+import pytest
 
 
 def backend_name(xp: ModuleType) -> str:
@@ -187,3 +189,14 @@ def interp_jacobians(
         np.testing.assert_array_equal(fwd, rev)
         out.append(rev.astype(np.float64))
     return np.diagonal(out[0]).copy(), out[1], out[2]
+
+
+#: Marks for the Dask-only test files: they run in the dask session (or when no
+#: backend list is set), with Dask's rechunking warnings silenced.
+DASK_SESSION_MARKS = [
+    pytest.mark.filterwarnings("ignore::dask.array.core.PerformanceWarning"),
+    pytest.mark.skipif(
+        "dask" not in (os.environ.get("KNOTSAFE_TEST_BACKENDS") or "dask"),
+        reason="dask checks run in the dask session (KNOTSAFE_TEST_BACKENDS)",
+    ),
+]

@@ -14,7 +14,6 @@ on a dask array gather the sorted axis into one chunk lazily.
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
 import sys
 import textwrap
@@ -27,18 +26,13 @@ import pytest
 import knotsafe
 from knotsafe import rectangular
 from knotsafe.testing import lens_grid
+from tests._support import DASK_SESSION_MARKS
 
 da = pytest.importorskip("dask.array")
 dask = pytest.importorskip("dask")
 cda = pytest.importorskip("array_api_compat.dask.array")
 
-pytestmark = [
-    pytest.mark.filterwarnings("ignore::dask.array.core.PerformanceWarning"),
-    pytest.mark.skipif(
-        "dask" not in (os.environ.get("KNOTSAFE_TEST_BACKENDS") or "dask"),
-        reason="dask checks run in the dask session (KNOTSAFE_TEST_BACKENDS)",
-    ),
-]
+pytestmark = DASK_SESSION_MARKS
 
 
 class _Computes:

@@ -13,23 +13,16 @@ everything else is bitwise NumPy's.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
 from knotsafe import rectangular
 from knotsafe.testing import lens_grid
+from tests._support import DASK_SESSION_MARKS
 
 da = pytest.importorskip("dask.array")
 cda = pytest.importorskip("array_api_compat.dask.array")
-pytestmark = [
-    pytest.mark.filterwarnings("ignore::dask.array.core.PerformanceWarning"),
-    pytest.mark.skipif(
-        "dask" not in (os.environ.get("KNOTSAFE_TEST_BACKENDS") or "dask"),
-        reason="dask checks run in the dask session (KNOTSAFE_TEST_BACKENDS)",
-    ),
-]
+pytestmark = DASK_SESSION_MARKS
 
 N_MESH = 20
 

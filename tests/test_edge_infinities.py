@@ -49,15 +49,18 @@ def _check_values(got: np.ndarray, want: np.ndarray, x: np.ndarray, v: np.ndarra
     np.testing.assert_allclose(got[finite], want[finite], rtol=0, atol=4 * np.finfo(dt).eps * scale)
 
 
-@FIXTURE_HYPOTHESIS
-@given(
+#: Knot sets with an infinite first and/or last knot, values and queries on the same grid.
+_INFINITE_CASES = dict(
     knots=st.lists(_HUNDREDTHS, min_size=2, max_size=8, unique=True),
     values=st.lists(_HUNDREDTHS, min_size=10, max_size=10),
     queries=st.lists(st.integers(-1200, 1200).map(lambda i: i / 100), min_size=8, max_size=8),
     lo_inf=st.booleans(),
     hi_inf=st.booleans(),
-    inf_value=st.none() | st.integers(0, 20),
 )
+
+
+@FIXTURE_HYPOTHESIS
+@given(**_INFINITE_CASES, inf_value=st.none() | st.integers(0, 20))
 def test_infinite_knots_and_values_forward_is_numpy_interp(
     xp: ModuleType,
     knots: list[float],
@@ -85,13 +88,7 @@ def test_infinite_knots_and_values_forward_is_numpy_interp(
 
 
 @FIXTURE_HYPOTHESIS
-@given(
-    knots=st.lists(_HUNDREDTHS, min_size=2, max_size=8, unique=True),
-    values=st.lists(_HUNDREDTHS, min_size=10, max_size=10),
-    queries=st.lists(st.integers(-1200, 1200).map(lambda i: i / 100), min_size=8, max_size=8),
-    lo_inf=st.booleans(),
-    hi_inf=st.booleans(),
-)
+@given(**_INFINITE_CASES)
 def test_infinite_knots_keep_the_finite_bins_slopes(
     xp: ModuleType,
     autodiff: AutoDiff,
