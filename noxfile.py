@@ -155,7 +155,11 @@ def conformance(session: nox.Session) -> None:
     """
     python = _env_python(session, "all")
     session.run(python, "-m", "conformance", *session.posargs, env=JAX_CACHE, external=True)
-    cross = ("tests/test_cross_backend.py", "tests/test_rectangular.py::test_jax_and_torch_gradients_agree")
+    cross = (
+        "tests/test_cross_backend.py",
+        "tests/test_rectangular.py::test_jax_and_torch_gradients_agree",
+        "tests/test_second_order.py::test_jax_and_torch_hessians_agree",
+    )
     env = {"JAX_ENABLE_X64": "1", "KNOTSAFE_REQUIRE_CROSS_BACKEND": "1", **JAX_CACHE}
     session.run(python, "-m", "pytest", *PYTEST, *cross, env=env, external=True)
 

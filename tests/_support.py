@@ -7,6 +7,8 @@ conformance suite's autodiff driver (``conformance/_backends.py``).
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
 from collections.abc import Callable, Sequence
 from types import ModuleType
@@ -14,6 +16,35 @@ from typing import Any
 
 import numpy as np
 import pytest
+
+
+def selected(name: str) -> bool:
+    """Whether this session runs the tests of backend ``name`` that are not parametrised by ``xp``.
+
+    True when the framework is installed and ``KNOTSAFE_TEST_BACKENDS`` (if set) names it.  A
+    shared environment has frameworks a session does not test (the PyTorch session's has JAX);
+    such a test runs once, in its own backend's session, and every one of them in a plain
+    ``pytest`` run.
+    """
+    module = "array_api_strict" if name == "array_api_strict" else name
+    if importlib.util.find_spec(module) is None:
+        return False
+    wanted = os.environ.get("KNOTSAFE_TEST_BACKENDS")
+    return not wanted or name in {w.strip() for w in wanted.split(",")}
+
+
+def backend_module(name: str, module: str | None = None) -> Any:
+    """``pytest.importorskip`` for a backend's test that is not parametrised by ``xp``:
+    also skips in a session that does not select ``name`` (:func:`selected`)."""
+    if not selected(name):
+        pytest.skip(f"runs in the {name} session (KNOTSAFE_TEST_BACKENDS, installed frameworks)")
+    return importlib.import_module(module or name)
+
+
+def only_in_session_of(*names: str) -> pytest.MarkDecorator:
+    """Skip mark: the test runs where every backend in ``names`` is :func:`selected`."""
+    missing = [n for n in names if not selected(n)]
+    return pytest.mark.skipif(bool(missing), reason=f"runs in the session of {', '.join(missing)}")
 
 
 def backend_name(xp: ModuleType) -> str:
@@ -195,8 +226,5 @@ def interp_jacobians(
 #: backend list is set), with Dask's rechunking warnings silenced.
 DASK_SESSION_MARKS = [
     pytest.mark.filterwarnings("ignore::dask.array.core.PerformanceWarning"),
-    pytest.mark.skipif(
-        "dask" not in (os.environ.get("KNOTSAFE_TEST_BACKENDS") or "dask"),
-        reason="dask checks run in the dask session (KNOTSAFE_TEST_BACKENDS)",
-    ),
+    only_in_session_of("dask"),
 ]

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import knotsafe
-from tests._support import AutoDiff, asarray, backend_name, eps_of, has_float64, to_numpy
+from tests._support import AutoDiff, asarray, backend_module, backend_name, eps_of, has_float64, to_numpy
 
 CDTYPE = {"float32": "complex64", "float64": "complex128"}
 
@@ -346,7 +346,7 @@ def test_wrap_duplicates_get_the_zero_slope_rule(xp: ModuleType, autodiff: AutoD
 
 
 def test_jax_jit_vmap_and_jacobians_with_period_and_complex() -> None:
-    jax = pytest.importorskip("jax")
+    jax = backend_module("jax")
     import jax.numpy as jnp
 
     dt = jnp.float64 if jax.config.read("jax_enable_x64") else jnp.float32
@@ -373,7 +373,7 @@ def test_jax_jit_vmap_and_jacobians_with_period_and_complex() -> None:
 
 
 def test_torch_func_with_period_and_complex() -> None:
-    torch = pytest.importorskip("torch")
+    torch = backend_module("torch")
     k = torch.tensor([190.0, -190.0, 350.0, -350.0], dtype=torch.float64)
     v = torch.tensor([5.0, 10.0, 3.0, 4.0], dtype=torch.float64)
     x = torch.tensor([-180.0, 100.0, 5.0, 355.0], dtype=torch.float64)  # none on a knot
@@ -397,7 +397,7 @@ def test_docs_page_examples() -> None:
     import doctest
     from pathlib import Path
 
-    pytest.importorskip("jax")
+    backend_module("jax")
     page = Path(__file__).resolve().parent.parent / "docs" / "complex-and-period.md"
     result = doctest.testfile(str(page), module_relative=False, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted >= 10 and result.failed == 0

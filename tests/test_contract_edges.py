@@ -15,7 +15,7 @@ import pytest
 
 import knotsafe
 from knotsafe import backends
-from tests._support import AutoDiff, asarray, has_float64, to_numpy
+from tests._support import AutoDiff, asarray, backend_module, has_float64, to_numpy
 
 
 @pytest.mark.skip_xp_backend("dask", reason="data check: skipped on lazy dask arrays")
@@ -129,7 +129,7 @@ def test_numpy_forward_is_numpy_interp_bitwise() -> None:
 def test_torch_forward_ad_dual_numbers() -> None:
     """torch.autograd.forward_ad (not torch.func): tangents on x, on knots only, and on all three
     inputs reach the output as the contract's partials times the tangents."""
-    torch = pytest.importorskip("torch")
+    torch = backend_module("torch")
     import torch.autograd.forward_ad as fwad
 
     k = torch.tensor([0.0, 1.0, 3.0], dtype=torch.float64)
@@ -172,7 +172,7 @@ def test_torch_forward_ad_dual_numbers() -> None:
 
 def test_torch_hooks() -> None:
     """The built-in PyTorch hooks: named torch, with the native autograd.Function and scatter-add."""
-    pytest.importorskip("torch")
+    backend_module("torch")
     import array_api_compat.torch as ctorch
 
     hooks = backends.hooks_for(ctorch)

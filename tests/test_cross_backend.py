@@ -8,7 +8,6 @@ session cannot pass without running them.  Elsewhere they skip.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from types import ModuleType
 from typing import Any
@@ -19,16 +18,17 @@ import pytest
 import knotsafe
 from knotsafe.testing import knot_cases
 from tests._contract import contract_partials, contract_threshold
+from tests._support import selected
 
 CASE = {c.name: c for c in knot_cases()}
 
 
 def _frameworks() -> tuple[ModuleType, ModuleType]:
-    missing = [m for m in ("jax", "torch") if importlib.util.find_spec(m) is None]
+    missing = [m for m in ("jax", "torch") if not selected(m)]
     if missing:
         if os.environ.get("KNOTSAFE_REQUIRE_CROSS_BACKEND") == "1":
             pytest.fail(f"KNOTSAFE_REQUIRE_CROSS_BACKEND=1 but {missing} not installed")
-        pytest.skip("needs both JAX and PyTorch installed")
+        pytest.skip("needs JAX and PyTorch installed and selected (the conformance session)")
     import jax
     import torch
 

@@ -19,6 +19,7 @@ from knotsafe import create_transforms, interp
 from knotsafe.rectangular import mappings_weights, pixel_centres
 from knotsafe.testing import lens_grid
 from tests import test_edges
+from tests._support import backend_module, selected
 
 ROOT = Path(__file__).parents[1]
 TABLE = ROOT / "docs" / "edge-inputs.md"
@@ -180,7 +181,7 @@ def compilations(f: Any, calls: int) -> int:
 
 def test_compilations_counts_recompiles() -> None:
     """The counter behind the NaN left/right row can fail: distinct ``left`` values compile anew."""
-    jnp = pytest.importorskip("jax.numpy")
+    jnp = backend_module("jax", "jax.numpy")
     x, k = jnp.array([-1.0, 0.5]), jnp.array([0.0, 1.0])
     fresh = iter(np.linspace(-3.0, -2.0, 7).tolist())
     assert compilations(lambda: interp(x, k, k, left=next(fresh)), calls=3) == 3
@@ -208,7 +209,7 @@ def test_row(row: Row) -> None:
             assert f"def {name}(" in (ROOT / file).read_text(), f"{name} is not in {file}"
         return
     needs = row.backend.split(" ")[0]
-    if needs != "numpy" and importlib.util.find_spec(needs) is None:
+    if needs != "numpy" and not selected(needs):
         pytest.skip(f"needs {needs}")
     if row.backend == "jax (x32)":
         import jax

@@ -27,7 +27,7 @@ import knotsafe
 from knotsafe import rectangular
 from knotsafe._lib import _checks
 from knotsafe.testing import lens_grid
-from tests._support import asarray, autodiff_for, backend_name, has_float64, to_numpy
+from tests._support import asarray, autodiff_for, backend_name, has_float64, only_in_session_of, selected, to_numpy
 
 FIXTURE_HYPOTHESIS = settings(
     max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -241,24 +241,31 @@ def test_weighted_mesh_rows_do_not_move_when_tied_points_are_permuted(xp: Module
 
 
 def _rank_backends() -> list[tuple[str, Any, Any]]:
-    """(name, namespace for rank_knots, maker of its arrays from NumPy data) per installed backend."""
+    """(name, namespace for rank_knots, maker of its arrays from NumPy data): NumPy (the
+    reference) and every backend this session selects (:func:`tests._support.selected`)."""
     from array_api_compat import numpy as compat_np
 
     out: list[tuple[str, Any, Any]] = [("numpy", compat_np, np.asarray)]
-    if importlib.util.find_spec("array_api_strict") is not None:
+    if selected("array_api_strict"):
         import array_api_strict
 
         out.append(("array_api_strict", array_api_strict, array_api_strict.asarray))
-    if importlib.util.find_spec("torch") is not None:
+    if selected("torch"):
         import torch
         from array_api_compat import torch as compat_torch
 
         out.append(("torch", compat_torch, torch.asarray))
-    if importlib.util.find_spec("jax") is not None:
+    if selected("jax"):
         import jax.numpy as jnp
 
         out.append(("jax", jnp, jnp.asarray))
         out.append(("jax.jit", jnp, jnp.asarray))
+    if selected("dask"):
+        import array_api_compat.dask.array as compat_dask
+        import dask.array as da
+
+        # Chunked in pieces of 64, so the scan crosses chunk boundaries.
+        out.append(("dask", compat_dask, lambda a: da.from_array(np.asarray(a), chunks=64)))
     return out
 
 
@@ -318,11 +325,16 @@ def test_fixed_order_cumulative_sum(n: int) -> None:
     import math
     from fractions import Fraction
 
+    from knotsafe._lib._registry import hooks_for
     from knotsafe.transforms import _cumulative_sum
 
     x = np.random.default_rng(n).uniform(-1.0, 2.0, n)
     exact = np.array([float(c) for c in itertools.accumulate(Fraction(v) for v in x.tolist())])
-    got = {name: to_numpy(_cumulative_sum(xp, make(x))) for name, xp, make in _rank_backends() if name != "jax.jit"}
+    got = {
+        name: to_numpy(_cumulative_sum(xp, hooks_for(xp).consolidate, make(x)))
+        for name, xp, make in _rank_backends()
+        if name != "jax.jit"
+    }
     bound = max(math.ceil(math.log2(n)), 1) * np.finfo(np.float64).eps * np.cumsum(np.abs(x))
     for name, values in got.items():
         if values.dtype == np.float64:  # JAX without x64 makes float32 arrays
@@ -382,7 +394,7 @@ def test_bad_weights_raise_with_count_and_first_row(xp: ModuleType, bad_rows: se
         rectangular.mappings_weights(8, asarray(xp, data, dt), asarray(xp, over, dt), asarray(xp, wm, dt))
 
 
-@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="needs jax")
+@only_in_session_of("jax")
 @pytest.mark.parametrize("where", ["points", "weights", "data_grid", "mesh_weight_map"])
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 def test_under_jit_bad_data_gives_nan_not_a_number(where: str, bad: float) -> None:
@@ -415,9 +427,9 @@ def test_under_jit_bad_data_gives_nan_not_a_number(where: str, bad: float) -> No
 
 def _half_backends() -> list[tuple[str, str]]:
     cases = [("numpy", "float16")]
-    if importlib.util.find_spec("torch") is not None:
+    if selected("torch"):
         cases += [("torch", "float16"), ("torch", "bfloat16")]
-    if importlib.util.find_spec("jax") is not None:
+    if selected("jax"):
         cases += [("jax", "float16"), ("jax", "bfloat16")]
     return cases
 

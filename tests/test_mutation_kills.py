@@ -16,7 +16,7 @@ import pytest
 import knotsafe
 from knotsafe import backends
 from tests._contract import contract_partials, contract_threshold
-from tests._support import asarray, backend_name, has_float64, to_numpy
+from tests._support import asarray, backend_module, backend_name, has_float64, to_numpy
 
 # A genuine bin, a run of exact duplicates (2, 2), queries inside bins, on an interior knot, on the
 # duplicate run, on the first and last knot and outside: every kind of partial is nonzero somewhere.
@@ -106,7 +106,7 @@ def test_torch_forward_ad_dual_numbers_on_any_inputs(duals: str) -> None:
     (``_plain_tensor``); a dual number with a tangent must never be taken for a plain tensor,
     whichever inputs are dual, or its tangent would silently be dropped.
     """
-    pytest.importorskip("torch")
+    backend_module("torch")
     import torch.autograd.forward_ad as fwad
 
     dt = "float64"
@@ -132,7 +132,7 @@ def test_jax_hooks() -> None:
     checks are skipped under jit and run eagerly), ``scatter_add`` accumulates repeated indices like
     ``numpy.add.at`` and is differentiable with respect to its source, ``erf`` matches ``math.erf``.
     """
-    jax = pytest.importorskip("jax")
+    jax = backend_module("jax")
     import jax.numpy as jnp
 
     hooks = backends.hooks_for(jnp)
@@ -172,7 +172,7 @@ def test_jax_hooks() -> None:
 
 def test_jax_eager_checks_run_and_traced_checks_are_skipped() -> None:
     """Unsorted knots raise eagerly (the hooks say the array is concrete) and are not read under jit."""
-    jax = pytest.importorskip("jax")
+    jax = backend_module("jax")
     import jax.numpy as jnp
 
     k = jnp.asarray([0.0, 2.0, 1.0])
@@ -217,7 +217,7 @@ def test_torch_outputs_and_gradients_stay_on_the_inputs_device(knot_grad: str) -
     gradient validation both refuse to mix devices.  Meta data cannot be read, so the data checks
     are skipped (as under tracing).
     """
-    torch = pytest.importorskip("torch")
+    torch = backend_module("torch")
     import array_api_compat.torch as torch_ns
 
     meta = torch.device("meta")
@@ -239,7 +239,7 @@ def test_torch_nested_transform_with_constant_inputs_at_the_inner_level() -> Non
     forward, whose derivative in the 2-ulp bin is the slope ~1e16).  Expected: the contract's
     d/dx (0 in the near-duplicate bin, the slope 1 in [0, 1)) times d x / d theta = x0.
     """
-    torch = pytest.importorskip("torch")
+    torch = backend_module("torch")
 
     near = float(np.nextafter(np.nextafter(3.0, 4.0), 4.0))  # a 2-ulp bin: a duplicate
     k_np, v_np = np.array([0.0, 1.0, 3.0, near, 5.0]), np.array([0.0, 1.0, 2.0, 7.0, 1.0])

@@ -500,8 +500,8 @@ def test_lens_gradient_matches_finite_difference(autodiff: _support.AutoDiff, xp
 
 @pytest.mark.parametrize("rotation", [0.0, 0.3])
 def test_jax_and_torch_gradients_agree(rotation: float) -> None:
-    jax = pytest.importorskip("jax")
-    torch = pytest.importorskip("torch")
+    jax = _support.backend_module("jax")
+    torch = _support.backend_module("torch")
     if not jax.config.read("jax_enable_x64"):
         pytest.skip("float64 JAX needs JAX_ENABLE_X64=1")
     import jax.numpy as jnp

@@ -13,7 +13,7 @@ import pytest
 import knotsafe
 from knotsafe import backends
 from knotsafe.backends import generic_linearize, hooks_for
-from tests._support import AutoDiff, asarray, backend_name, has_float64, to_numpy
+from tests._support import AutoDiff, asarray, backend_module, backend_name, has_float64, to_numpy
 
 
 def _dt(xp: ModuleType) -> str:
@@ -68,7 +68,7 @@ def test_generic_path_forward_values_equal_numpy_for_infinities(
 
 def test_nan_left_right_reuse_the_compiled_function() -> None:
     """NaN != NaN, but the rule (a cache key) stores one NaN object: no recompilation per call."""
-    pytest.importorskip("jax")
+    backend_module("jax")
     import jax.numpy as jnp
 
     from knotsafe._lib import _hooks_jax
@@ -86,7 +86,7 @@ def test_nan_left_right_reuse_the_compiled_function() -> None:
 
 def test_torch_private_apis_missing_or_raising_fall_back_to_the_function(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without torch's private functorch/forward-AD probes, every path still gets the rule's gradients."""
-    torch = pytest.importorskip("torch")
+    torch = backend_module("torch")
     import torch.autograd.forward_ad as fwd_ad
 
     from knotsafe._lib import _hooks_torch

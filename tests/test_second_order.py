@@ -7,7 +7,6 @@ table, never knotsafe's own output.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -16,7 +15,7 @@ import numpy as np
 import pytest
 
 import knotsafe
-from tests._support import backend_name, has_float64, to_numpy
+from tests._support import backend_name, has_float64, only_in_session_of, to_numpy
 
 X = np.array([0.5, 2.0, 4.0])
 K = np.array([0.0, 1.0, 3.0, 6.0])
@@ -180,10 +179,7 @@ def test_duplicate_bins_have_zero_finite_second_derivatives(xp64: ModuleType) ->
         np.testing.assert_allclose(hess[np.ix_(rows, rows)], ref[np.ix_(rows, rows)], rtol=0, atol=1e-6, err_msg=mode)
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("jax") is None or importlib.util.find_spec("torch") is None,
-    reason="needs both JAX and PyTorch installed",
-)
+@only_in_session_of("jax", "torch")
 def test_jax_and_torch_hessians_agree() -> None:
     import jax
     import jax.numpy as jnp

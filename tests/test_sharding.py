@@ -29,13 +29,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests._support import only_in_session_of
+
 INNER = os.environ.get("KNOTSAFE_SHARDING_INNER") == "1"
 N_DEV = 8
 
-pytestmark = pytest.mark.skipif(
-    "jax" not in (os.environ.get("KNOTSAFE_TEST_BACKENDS") or "jax"),
-    reason="sharding checks run in the jax session (KNOTSAFE_TEST_BACKENDS)",
-)
+pytestmark = only_in_session_of("jax")
 
 
 @pytest.mark.skipif(INNER, reason="outer driver")

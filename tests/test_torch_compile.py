@@ -7,8 +7,10 @@ import pytest
 
 import knotsafe
 from knotsafe.testing import knot_cases
+from tests._support import only_in_session_of
 
 torch = pytest.importorskip("torch")
+pytestmark = only_in_session_of("torch")
 CASE = {c.name: c for c in knot_cases()}
 
 

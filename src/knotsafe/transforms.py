@@ -11,6 +11,7 @@ import array_api_compat as compat
 
 from knotsafe._lib import _checks, _dtypes, _namespace
 from knotsafe._lib._kernel_transform import check_kernel_args, kernel_transforms
+from knotsafe._lib._registry import hooks_for
 from knotsafe.interp import KnotGrad, interp_checked
 
 __all__ = ["create_transforms"]
@@ -272,6 +273,10 @@ def rank_knots(xp: ModuleType, points: Array, weights: Array | None) -> tuple[Ar
         # full_like, not asarray(..., device=...): a fixed device clashes with sharded inputs under jax.jit.
         ranks = _divide(xp, positions, xp.full_like(positions, n + 1))
         return xp.sort(cols, axis=1), [ranks] * dim
+    # One block each on Dask: every gather below would otherwise cost a task per
+    # pair of chunks (hooks.consolidate; identity elsewhere).
+    consolidate = hooks_for(xp).consolidate
+    cols, weights = consolidate(cols), consolidate(weights)
     # Stable sorts: by weight, then by value, give the lexicographic order.
     by_weight = xp.argsort(weights, stable=True)
     # Dividing by the largest weight makes uniform weights exactly 1, so their
@@ -307,7 +312,7 @@ def _weighted_ranks(xp: ModuleType, knots: Array, w: Array) -> Array:
     multiply-add (XLA on GPU does) has nothing to contract.
     """
     n = knots.shape[0]
-    cum = xp.concat([xp.zeros_like(w[:1]), _cumulative_sum(xp, w)])
+    cum = xp.concat([xp.zeros_like(w[:1]), _cumulative_sum(xp, hooks_for(xp).consolidate, w)])
     start = xp.searchsorted(knots, knots, side="left")
     end = xp.searchsorted(knots, knots, side="right")
     position = xp.arange(1, n + 1, dtype=start.dtype, device=compat.device(knots)) - start
@@ -333,7 +338,7 @@ def _divide(xp: ModuleType, a: Array, d: Array) -> Array:
     return a / xp.where(xp.isnan(a), a, d)
 
 
-def _cumulative_sum(xp: ModuleType, x: Array) -> Array:
+def _cumulative_sum(xp: ModuleType, consolidate: Callable[[Array], Array], x: Array) -> Array:
     """Inclusive cumulative sum of a 1-D array in an evaluation order fixed by its length.
 
     Each framework's own ``cumsum`` adds in its own order (NumPy in
@@ -349,7 +354,9 @@ def _cumulative_sum(xp: ModuleType, x: Array) -> Array:
     O(N) additions and copies over ``ceil(log2 N)`` levels (about 2N of
     each, memory 2N), and its rounding error is at most ``ceil(log2 N)``
     eps times the sum of ``|x|`` (a sequential sum's is N eps).
-    Differentiable like any chain of additions.
+    Differentiable like any chain of additions.  ``consolidate`` (the
+    backend hook) keeps each level in one block: on Dask the slices,
+    concatenations and reshapes would multiply the chunks at every level.
     """
     n = x.shape[0]
     if n <= 1:
@@ -357,8 +364,8 @@ def _cumulative_sum(xp: ModuleType, x: Array) -> Array:
     if n % 2:
         x = xp.concat([x, xp.zeros_like(x[:1])])
     even, odd = x[0::2], x[1::2]
-    pairs = _cumulative_sum(xp, even + odd)
+    pairs = _cumulative_sum(xp, consolidate, even + odd)
     evens = xp.concat([even[:1], pairs[:-1] + even[1:]])
     # Interleave: concat of (m, 1) columns, not stack(axis=1), which PyTorch copies slowly.
     columns = xp.concat([xp.expand_dims(evens, axis=1), xp.expand_dims(pairs, axis=1)], axis=1)
-    return xp.reshape(columns, (-1,))[:n]
+    return consolidate(xp.reshape(columns, (-1,))[:n])

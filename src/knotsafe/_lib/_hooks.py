@@ -156,6 +156,12 @@ class BackendHooks:
         ``(xp, x) -> erf(x)`` elementwise, differentiable where the backend
         is (the kernel-density transform's normal CDF); default
         :func:`generic_erf`, standard-only and within a few ulp.
+    consolidate
+        ``a -> a`` with the same values in one block, for a lazy chunked
+        library (Dask: ``rechunk(-1)``) whose task graph grows with the
+        number of chunks of an array that is gathered from or scanned by
+        shifted sums; identity elsewhere.  knotsafe calls it only on arrays
+        the size of the knots or of the kernel node grid, never the queries.
     complex_parts
         Optional ``(xp, re, im, dtype) -> re + i im`` with both parts exact, no
         arithmetic between them (``torch.complex``), for a library whose
@@ -180,6 +186,7 @@ class BackendHooks:
     is_concrete: Callable[[Array], bool] = generic_is_concrete
     linearize: Linearize = generic_linearize
     erf: Callable[[Namespace, Array], Array] = generic_erf
+    consolidate: Callable[[Array], Array] = _identity
     complex_parts: Callable[[Namespace, Array, Array, Any], Array] | None = None
     extras: dict[str, Any] = field(default_factory=dict, compare=False)
 

@@ -174,7 +174,7 @@ def build(xp: ModuleType, points: Array, weights: Array | None, h: Array, grid: 
     # Step part: sum of the weights of points in cells below each node.
     hidx = xp.reshape(b + 1 + xp.arange(dim, dtype=itype, device=dev)[None, :] * (grid + 1), (-1,))
     hist = hooks.scatter_add(xp, dim * (grid + 1), hidx, xp.reshape(xp.broadcast_to(w[:, None], (n, dim)), (-1,)))
-    cum = _prefix_sum(xp, xp.reshape(hist, (dim, grid + 1)))
+    cum = _prefix_sum(xp, hooks, xp.reshape(hist, (dim, grid + 1)))
     table = xp.concat([xp.reshape(nodes[0] + cum, (-1,)), *(xp.reshape(t, (-1,)) for t in nodes[1:])])
 
     ok = (sg(hi - lo) / delta <= float(grid - 4)) & (hi > lo)
@@ -187,7 +187,7 @@ def build(xp: ModuleType, points: Array, weights: Array | None, h: Array, grid: 
     return KernelTables(xp, hooks, grid, dim, table, coef, x0, delta, lo, hi, ends[0, :], ends[1, :], ok)
 
 
-def _prefix_sum(xp: ModuleType, a: Array) -> Array:
+def _prefix_sum(xp: ModuleType, hooks: BackendHooks, a: Array) -> Array:
     """Inclusive cumulative sum along axis 1 by a log-depth (Hillis-Steele) scan.
 
     Each output is a sum tree of depth ``ceil(log2(G))``, so its rounding
@@ -195,12 +195,14 @@ def _prefix_sum(xp: ModuleType, a: Array) -> Array:
     ``cumulative_sum`` (NumPy's) accumulates up to ``G`` of them: in float32
     with ``G = 8,000`` nodes the sequential sum alone moved ``u`` by 14 eps.
     O(G log G) additions of standard operations (differentiable).
+    ``hooks.consolidate`` after each level: on Dask a shifted sum unifies
+    two chunkings, and the chunk count would double at every level.
     """
     n = a.shape[1]
     k = 1
     while k < n:
         pad = xp.zeros((a.shape[0], k), dtype=a.dtype, device=compat.device(a))
-        a = a + xp.concat([pad, a[:, : n - k]], axis=1)
+        a = hooks.consolidate(a + xp.concat([pad, a[:, : n - k]], axis=1))
         k *= 2
     return a
 

@@ -56,13 +56,19 @@ def _torch_hooks() -> BackendHooks:
     return _hooks_torch.make_hooks()
 
 
+def _dask_hooks() -> BackendHooks:
+    from knotsafe._lib import _hooks_dask
+
+    return _hooks_dask.make_hooks()
+
+
 _BUILTINS: tuple[_Entry, ...] = (
     _Entry("numpy", compat.is_numpy_namespace, _numpy_hooks),
     _Entry("jax", compat.is_jax_namespace, _jax_hooks),
     _Entry("torch", compat.is_torch_namespace, _torch_hooks),
     _Entry("array_api_strict", compat.is_array_api_strict_namespace, lambda: BackendHooks("array_api_strict")),
     _Entry("cupy", compat.is_cupy_namespace, lambda: BackendHooks("cupy")),
-    _Entry("dask", compat.is_dask_namespace, lambda: BackendHooks("dask")),
+    _Entry("dask", compat.is_dask_namespace, _dask_hooks),
 )
 
 _lock = threading.RLock()
