@@ -15,6 +15,7 @@ go to ``build/mutation/report.txt``; ``docs/mutation.md`` explains every survivo
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 import shutil
@@ -89,6 +90,20 @@ RUNS: dict[str, dict[str, object]] = {
             _KILLS,
             "tests/test_point_classes.py::test_every_point_class[jax-float32-left_right-exact]",
             "tests/test_autodiff_modes.py::test_jax_jit_gives_identical_values_and_gradients",
+        ],
+    },
+    # The torch.compile branch of the PyTorch hooks (and the hooks only compiled code reads
+    # differently: is_concrete, the NaN-retry shortcut) against the compile tests, which the
+    # hooks_torch run leaves out for their cost: only these functions' mutants are run.
+    "hooks_torch_compile": {
+        "module": "src/knotsafe/_lib/_hooks_torch.py",
+        "backends": "torch",
+        "tests": ["tests/test_torch_compile.py"],
+        "mutants": [
+            "knotsafe._lib._hooks_torch.x__linearize__mutmut_*",
+            "knotsafe._lib._hooks_torch.x__is_concrete__mutmut_*",
+            "knotsafe._lib._hooks_torch.x__any_nan_reader__mutmut_*",
+            "knotsafe._lib._hooks_torch.x_make_hooks__mutmut_*",
         ],
     },
     "transforms": {
@@ -209,18 +224,22 @@ def run(name: str, spec: dict[str, object], max_children: int) -> str:
         "MKL_NUM_THREADS": "1",
         **spec.get("env", {}),  # type: ignore[dict-item]
     }
+    # A run may be restricted to some mutants (fnmatch patterns of mutmut's names).
+    patterns = [str(p) for p in spec.get("mutants", [])]  # type: ignore[attr-defined]
     start = time.monotonic()
     # mutmut exits non-zero when mutants survive: the statuses below are the result.
     # MUTATION_REPORT_ONLY=1 re-reads an earlier run's results (and reruns the hand mutants).
     if not os.environ.get("MUTATION_REPORT_ONLY"):
         subprocess.run(
-            [sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children)],
+            [sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children), *patterns],
             cwd=where,
             env=env,
             check=False,
         )
     seconds = time.monotonic() - start
     statuses = _statuses(where, env)
+    if patterns:
+        statuses = {m: s for m, s in statuses.items() if any(fnmatch.fnmatch(m, p) for p in patterns)}
     counts: dict[str, int] = {}
     for status in statuses.values():
         counts[status] = counts.get(status, 0) + 1

@@ -10,11 +10,13 @@ from __future__ import annotations
 import math
 from types import ModuleType
 
+import array_api_compat
 import numpy as np
 import pytest
 
 import knotsafe
 from knotsafe import backends
+from knotsafe._lib._rule import InterpRule
 from tests._contract import contract_partials, contract_threshold
 from tests._support import asarray, backend_name, has_float64, to_numpy
 
@@ -256,3 +258,26 @@ def test_torch_nested_transform_with_constant_inputs_at_the_inner_level() -> Non
     expected = float(ex @ x0)
     # Two products and one sum of terms <= 1 in float64: within 4 eps of the float64 reference.
     assert abs(got - expected) <= 4 * np.finfo(np.float64).eps, (got, expected)
+
+
+@pytest.mark.parametrize("knot_grad", ["exact", "stop"])
+@pytest.mark.parametrize("missing", ["x", "knots", "values", "x,knots"])
+def test_partials_tangent_reads_a_missing_tangent_as_zero(xp: ModuleType, knot_grad: str, missing: str) -> None:
+    """``Partials.tangent(None, ...)``: an input without a tangent contributes nothing.
+
+    The rule's documented contract for custom derivatives ("None = zero").  On the pinned
+    frameworks no built-in backend hands it None (PyTorch materialises zero tangents, JAX
+    instantiates symbolic zeros, the generic path passes arrays), so it is checked directly, on
+    every backend, against the contract's tangent with the missing terms left out.
+    """
+    dt = _dtype(xp)
+    x, k, v, xt, kt, vt = (asarray(xp, a, dt) for a in (X, KNOTS, VALUES, X_T, KNOTS_T, VALUES_T))
+    ns = array_api_compat.array_namespace(x)
+    rule = InterpRule(ns, backends.hooks_for(ns), None, None, knot_grad, None)
+    _, p = rule.value_and_partials(x, k, v)
+    gone = missing.split(",")
+    got = p.tangent(None if "x" in gone else xt, None if "knots" in gone else kt, None if "values" in gone else vt)
+    expected, bound = _expected_tangent(
+        dt, None if "x" in gone else X_T, knot_grad, knots="knots" not in gone, values="values" not in gone
+    )
+    assert np.all(np.abs(to_numpy(got) - expected) <= bound), (to_numpy(got), expected)
