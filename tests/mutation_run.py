@@ -229,9 +229,15 @@ def run(name: str, spec: dict[str, object], max_children: int) -> str:
     start = time.monotonic()
     # mutmut exits non-zero when mutants survive: the statuses below are the result.
     # MUTATION_REPORT_ONLY=1 re-reads an earlier run's results (and reruns the hand mutants).
-    if not os.environ.get("MUTATION_REPORT_ONLY"):
+    # MUTATION_RERUN_SURVIVORS=1 retests only the mutants an earlier run left alive (after tests were
+    # added for them: mutmut keeps every other result, and reruns no mutant it has a result for).
+    names = patterns
+    if os.environ.get("MUTATION_RERUN_SURVIVORS"):
+        names = [m for m, s in _statuses(where, env).items() if s not in ("killed", "not checked")]
+        names = [m for m in names if not patterns or any(fnmatch.fnmatch(m, p) for p in patterns)]
+    if not os.environ.get("MUTATION_REPORT_ONLY") and (names or not os.environ.get("MUTATION_RERUN_SURVIVORS")):
         subprocess.run(
-            [sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children), *patterns],
+            [sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children), *names],
             cwd=where,
             env=env,
             check=False,
@@ -244,7 +250,8 @@ def run(name: str, spec: dict[str, object], max_children: int) -> str:
     for status in statuses.values():
         counts[status] = counts.get(status, 0) + 1
     lines = [
-        f"== {name}: {spec['module']} on {spec['backends']} {spec.get('env', '')} ({seconds:.0f} s)",
+        f"== {name}: {spec['module']} on {spec['backends']} {spec.get('env', '')} ({seconds:.0f} s"
+        + (f", a rerun of {len(names)} survivors)" if os.environ.get("MUTATION_RERUN_SURVIVORS") else ")"),
         f"   {len(statuses)} mutants: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())),
     ]
     for mutant, status in sorted(statuses.items()):

@@ -281,3 +281,40 @@ def test_partials_tangent_reads_a_missing_tangent_as_zero(xp: ModuleType, knot_g
         dt, None if "x" in gone else X_T, knot_grad, knots="knots" not in gone, values="values" not in gone
     )
     assert np.all(np.abs(to_numpy(got) - expected) <= bound), (to_numpy(got), expected)
+
+
+@pytest.mark.parametrize("knot_grad", ["exact", "stop"])
+def test_torch_backend_registered_with_the_standard_scatter_add(knot_grad: str) -> None:
+    """PyTorch hooks with ``scatter_add`` replaced by the standard-only default (``BackendHooks.replace``).
+
+    The autograd Function's reverse mode scatters the cotangents through the hooks' ``scatter_add``
+    with the rule's namespace; the standard-only one (every registered backend's default) works
+    through that namespace.  Expected: the contract's ``g @ J`` for a cotangent ``g``.
+    """
+    torch = pytest.importorskip("torch")
+    import array_api_compat.torch as torch_ns
+
+    dt = "float64"
+    x, k, v = (torch.asarray(a).requires_grad_() for a in (X, KNOTS, VALUES))
+    g = X_T
+    backends.register(
+        "torch_standard_scatter",
+        backends.hooks_for(torch_ns).replace(scatter_add=backends.generic_scatter_add),
+        matches=lambda n: n is torch_ns,
+    )
+    try:
+        got = torch.autograd.grad((knotsafe.interp(x, k, v, knot_grad=knot_grad) * torch.asarray(g)).sum(), [x, k, v])
+    finally:
+        backends.unregister("torch_standard_scatter")
+    _, ex, ek, ev = contract_partials(X, KNOTS, VALUES, threshold=contract_threshold(KNOTS, dt), knot_grad=knot_grad)
+    eps = float(np.finfo(dt).eps)
+    gaps = np.diff(KNOTS)
+    genuine = gaps > contract_threshold(KNOTS, dt)
+    s = float(np.max(np.abs(np.diff(VALUES)[genuine] / gaps[genuine])))
+    # Each partial is within 4 eps (|p| + s) of the transcription (see _expected_tangent); each
+    # gradient entry sums at most M = 10 products with g, adding (M + 1) eps sum |g p|.
+    m = X.size
+    for got_i, jac in zip(got, (np.diag(ex), ek, ev), strict=True):
+        expected = g @ jac
+        bound = np.abs(g) @ (4 * eps * (np.abs(jac) + s)) + (m + 1) * eps * (np.abs(g) @ np.abs(jac))
+        assert np.all(np.abs(got_i.numpy() - expected) <= bound), (got_i, expected)
