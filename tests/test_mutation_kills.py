@@ -68,6 +68,28 @@ def _expected_tangent(
     return tangent, first + 7 * eps * size
 
 
+def _expected_cotangent(dt: str, g: np.ndarray, knot_grad: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The contract's ``(g @ d/dx, g @ d/dknots, g @ d/dvalues)``, each with its bound.
+
+    Each partial computed in ``dt`` is within ``4 eps (|p| + s)`` of the float64 transcription
+    (see :func:`_expected_tangent`); each gradient entry sums at most ``M`` products with ``g``,
+    adding ``(M + 1) eps sum |g p|``.
+    """
+    k, v, x = KNOTS.astype(dt), VALUES.astype(dt), X.astype(dt)
+    g = g.astype(dt).astype(np.float64)
+    threshold = contract_threshold(k, dt)
+    _, ex, ek, ev = contract_partials(x, k, v, threshold=threshold, knot_grad=knot_grad)
+    eps = float(np.finfo(dt).eps)
+    gaps = np.diff(k.astype(np.float64))
+    genuine = gaps > threshold
+    s = float(np.max(np.abs(np.diff(v.astype(np.float64))[genuine] / gaps[genuine])))
+    m = x.size
+    return [
+        (g @ jac, np.abs(g) @ (4 * eps * (np.abs(jac) + s)) + (m + 1) * eps * (np.abs(g) @ np.abs(jac)))
+        for jac in (np.diag(ex), ek, ev)
+    ]
+
+
 def _torch(dt: str) -> tuple[object, ...]:
     import torch
 
@@ -306,15 +328,35 @@ def test_torch_backend_registered_with_the_standard_scatter_add(knot_grad: str) 
         got = torch.autograd.grad((knotsafe.interp(x, k, v, knot_grad=knot_grad) * torch.asarray(g)).sum(), [x, k, v])
     finally:
         backends.unregister("torch_standard_scatter")
-    _, ex, ek, ev = contract_partials(X, KNOTS, VALUES, threshold=contract_threshold(KNOTS, dt), knot_grad=knot_grad)
-    eps = float(np.finfo(dt).eps)
-    gaps = np.diff(KNOTS)
-    genuine = gaps > contract_threshold(KNOTS, dt)
-    s = float(np.max(np.abs(np.diff(VALUES)[genuine] / gaps[genuine])))
-    # Each partial is within 4 eps (|p| + s) of the transcription (see _expected_tangent); each
-    # gradient entry sums at most M = 10 products with g, adding (M + 1) eps sum |g p|.
-    m = X.size
-    for got_i, jac in zip(got, (np.diag(ex), ek, ev), strict=True):
-        expected = g @ jac
-        bound = np.abs(g) @ (4 * eps * (np.abs(jac) + s)) + (m + 1) * eps * (np.abs(g) @ np.abs(jac))
+    for got_i, (expected, bound) in zip(got, _expected_cotangent(dt, g, knot_grad), strict=True):
         assert np.all(np.abs(got_i.numpy() - expected) <= bound), (got_i, expected)
+
+
+@pytest.mark.parametrize("dt", ["float32", "float64"])
+@pytest.mark.parametrize("first_order", [False, True])
+@pytest.mark.parametrize("knot_grad", ["exact", "stop"])
+def test_rule_partials_on_the_strict_standard_namespace(dt: str, first_order: bool, knot_grad: str) -> None:
+    """The rule's partials, tangent and cotangent computed on array-api-strict, with its hooks.
+
+    The rule is written once against the array API standard; knotsafe's public API only asks it for
+    forward values on array-api-strict (no autodiff), so its derivative code is run here directly
+    on the namespace that rejects anything outside the standard (mixed bool/float ``where``, a
+    namespace argument left out).  Expected: the contract's tangent and cotangents, in the inputs'
+    dtype, and None for a gradient that ``needs`` does not ask for.
+    """
+    xp = pytest.importorskip("array_api_strict")
+    x, k, v, xt, kt, vt = (xp.asarray(a.astype(dt)) for a in (X, KNOTS, VALUES, X_T, KNOTS_T, VALUES_T))
+    rule = InterpRule(xp, backends.hooks_for(xp), None, None, knot_grad, None)
+    _, p = rule.value_and_partials(x, k, v, first_order=first_order)
+    expected, bound = _expected_tangent(dt, X_T, knot_grad)
+    got = p.tangent(xt, kt, vt)
+    assert got.dtype == x.dtype
+    assert np.all(np.abs(to_numpy(got) - expected) <= bound), (to_numpy(got), expected)
+    g = X_T
+    grads = p.cotangent(xp.asarray(g.astype(dt)), KNOTS.size)
+    for got_i, (expected_i, bound_i) in zip(grads, _expected_cotangent(dt, g, knot_grad), strict=True):
+        assert got_i is not None and got_i.dtype == x.dtype
+        assert np.all(np.abs(to_numpy(got_i) - expected_i) <= bound_i), (to_numpy(got_i), expected_i)
+    for needs in [(False, True, True), (True, False, True), (True, True, False), (False, False, True)]:
+        some = p.cotangent(xp.asarray(g.astype(dt)), KNOTS.size, needs)
+        assert [a is not None for a in some] == list(needs)
