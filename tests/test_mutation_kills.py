@@ -18,7 +18,7 @@ import knotsafe
 from knotsafe import backends
 from knotsafe._lib._rule import InterpRule
 from tests._contract import contract_partials, contract_threshold
-from tests._support import asarray, backend_name, has_float64, to_numpy
+from tests._support import AutoDiff, asarray, backend_name, has_float64, to_numpy
 
 # A genuine bin, a run of exact duplicates (2, 2), queries inside bins, on an interior knot, on the
 # duplicate run, on the first and last knot and outside: every kind of partial is nonzero somewhere.
@@ -360,3 +360,48 @@ def test_rule_partials_on_the_strict_standard_namespace(dt: str, first_order: bo
     for needs in [(False, True, True), (True, False, True), (True, True, False), (False, False, True)]:
         some = p.cotangent(xp.asarray(g.astype(dt)), KNOTS.size, needs)
         assert [a is not None for a in some] == list(needs)
+
+
+@pytest.mark.parametrize("mode", ["rev", "fwd"])
+def test_gap_exactly_at_threshold_is_a_duplicate_in_both_modes(xp: ModuleType, autodiff: AutoDiff, mode: str) -> None:
+    """ "gap <= 8 eps max|k|" in reverse and forward mode (each mode computes the partials its own way).
+
+    PyTorch's reverse mode uses the first-order partials, its forward mode (and every JAX mode) the
+    differentiable ones: both must call a gap of exactly ``8 eps * 4`` (a power of two, exact) a
+    duplicate, d/dx = 0, while the genuine bin beside it keeps its slope (1 / 4).
+    """
+    dt = _dtype(xp)
+    eps = float(np.finfo(dt).eps)
+    g = 8.0 * eps * 4.0
+    k, v = asarray(xp, [-4.0, 0.0, g, 1.0], dt), asarray(xp, [0.0, 1.0, 2.0, 3.0], dt)
+    jac = autodiff.jacobian(lambda a: knotsafe.interp(a, k, v), [asarray(xp, [g / 2, -2.0], dt)], 0, mode)
+    np.testing.assert_array_equal(np.diag(jac), [0.0, 0.25])  # 1 / 4: exact in binary
+
+
+@pytest.mark.parametrize("mode", ["rev", "fwd"])
+def test_bin_to_an_infinite_knot_with_an_infinite_value_is_a_duplicate(
+    xp: ModuleType, autodiff: AutoDiff, mode: str
+) -> None:
+    """A bin touching an infinite knot is a duplicate, also when its value is infinite (each mode).
+
+    knots ``[0, 1, inf]``, values ``[0, 2, inf]``: in ``[1, inf)`` the slope would be inf / inf = NaN;
+    the contract's "finite gradients everywhere" and its rule for a gap that is inf give d/dx = 0,
+    d/dknots = 0 and the weights ``w = (x - 1) / inf = 0``, i.e. d/dvalues = (1, 0).  In the genuine
+    bin ``[0, 1)`` at x = 0.5: slope 2, d/dknots = -2 (1 - w, w) = (-1, -1), d/dvalues = (0.5, 0.5).
+    """
+    dt = _dtype(xp)
+    x, k, v = (asarray(xp, a, dt) for a in ([0.5, 5.0], [0.0, 1.0, np.inf], [0.0, 2.0, np.inf]))
+    expected = {
+        0: [[2.0, 0.0], [0.0, 0.0]],
+        1: [[-1.0, -1.0, 0.0], [0.0, 0.0, 0.0]],
+        2: [[0.5, 0.5, 0.0], [0.0, 1.0, 0.0]],
+    }
+    for argnum, jac in expected.items():
+        got = autodiff.jacobian(knotsafe.interp, [x, k, v], argnum, mode)
+        if argnum == 0:
+            got = got * np.eye(2)  # d out_i / d x_j, j != i, is 0 by construction
+        np.testing.assert_array_equal(got, jac)  # exact: products of powers of two
+    if mode == "rev":
+        # The gradient of the sum (PyTorch: the Function's first-order partials, no recomputation).
+        for got_sum, jac in zip(autodiff.grad(knotsafe.interp, [x, k, v], (0, 1, 2)), expected.values(), strict=True):
+            np.testing.assert_array_equal(got_sum, np.sum(jac, axis=0))
