@@ -342,7 +342,8 @@ def test_rule_partials_on_the_strict_standard_namespace(dt: str, first_order: bo
     forward values on array-api-strict (no autodiff), so its derivative code is run here directly
     on the namespace that rejects anything outside the standard (mixed bool/float ``where``, a
     namespace argument left out).  Expected: the contract's tangent and cotangents, in the inputs'
-    dtype, and None for a gradient that ``needs`` does not ask for.
+    dtype, None for a gradient that ``needs`` does not ask for, and the same partials again from the
+    bins of the first call (``j=``).
     """
     xp = pytest.importorskip("array_api_strict")
     x, k, v, xt, kt, vt = (xp.asarray(a.astype(dt)) for a in (X, KNOTS, VALUES, X_T, KNOTS_T, VALUES_T))
@@ -360,6 +361,11 @@ def test_rule_partials_on_the_strict_standard_namespace(dt: str, first_order: bo
     for needs in [(False, True, True), (True, False, True), (True, True, False), (False, False, True)]:
         some = p.cotangent(xp.asarray(g.astype(dt)), KNOTS.size, needs)
         assert [a is not None for a in some] == list(needs)
+    # The bins of an earlier call passed back (``j=``, no search) give the same partials.
+    out, again = rule.value_and_partials(x, k, v, first_order=first_order, j=p.j, with_value=False)
+    assert out is None
+    for name in ("j", "dx", "a0", "a1"):
+        np.testing.assert_array_equal(to_numpy(getattr(again, name)), to_numpy(getattr(p, name)))
 
 
 @pytest.mark.parametrize("mode", ["rev", "fwd"])
