@@ -411,3 +411,32 @@ def test_bin_to_an_infinite_knot_with_an_infinite_value_is_a_duplicate(
         # The gradient of the sum (PyTorch: the Function's first-order partials, no recomputation).
         for got_sum, jac in zip(autodiff.grad(knotsafe.interp, [x, k, v], (0, 1, 2)), expected.values(), strict=True):
             np.testing.assert_array_equal(got_sum, np.sum(jac, axis=0))
+
+
+@pytest.mark.parametrize("dt", ["float32", "float64"])
+def test_left_right_are_rounded_once_to_the_queries_dtype(xp: ModuleType, dt: str) -> None:
+    """``left=0.1``, ``right=1/3`` (not representable in float32) with float32 and float64 inputs.
+
+    numpy.interp returns ``left``/``right`` themselves; in the inputs' dtype that is the Python float
+    rounded once to it (float64: unchanged), never first to a framework's default float dtype
+    (PyTorch's is float32).  Queries below, on and above the knots: the expected values are exact.
+    """
+    if dt == "float64" and not has_float64(xp):
+        pytest.skip("no float64")
+    x, k, v = (np.array(a, dtype=dt) for a in ([-1.0, 0.0, 1.0, 2.0, 3.0], [0.0, 1.0, 2.0], [0.5, 1.5, -2.0]))
+    got = knotsafe.interp(*(asarray(xp, a, dt) for a in (x, k, v)), left=0.1, right=1 / 3)
+    expected = np.interp(x, k, v, left=0.1, right=1 / 3).astype(dt)
+    assert to_numpy(got).dtype == np.dtype(dt)
+    np.testing.assert_array_equal(to_numpy(got), expected)
+
+
+def test_strict_arrays_on_a_non_default_device_with_left_right() -> None:
+    """array-api-strict arrays on its second device, ``left``/``right`` set: every array the forward
+    makes (the 0-d ``left``/``right``) is on the inputs' device (array-api-strict refuses to mix
+    devices), and the values are numpy.interp's."""
+    xp = pytest.importorskip("array_api_strict")
+    dev = xp.Device("device1")
+    x, k, v = [-1.0, 0.5, 2.0, 3.0], [0.0, 1.0, 2.0], [0.5, 1.5, -2.0]
+    got = knotsafe.interp(*(xp.asarray(a, dtype=xp.float64, device=dev) for a in (x, k, v)), left=0.1, right=1 / 3)
+    assert got.device == dev
+    np.testing.assert_array_equal(to_numpy(got), np.interp(x, k, v, left=0.1, right=1 / 3))
