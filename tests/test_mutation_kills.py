@@ -440,3 +440,23 @@ def test_strict_arrays_on_a_non_default_device_with_left_right() -> None:
     got = knotsafe.interp(*(xp.asarray(a, dtype=xp.float64, device=dev) for a in (x, k, v)), left=0.1, right=1 / 3)
     assert got.device == dev
     np.testing.assert_array_equal(to_numpy(got), np.interp(x, k, v, left=0.1, right=1 / 3))
+
+
+@pytest.mark.parametrize("index", [[], [2], [3, 0, 3, 1, 3, 0]], ids=["empty", "one", "repeated"])
+def test_generic_scatter_add_keeps_dtype_and_device(index: list[int]) -> None:
+    """The standard-only scatter-add (every registered backend's default) on array-api-strict's
+    second device, float32 sources: no source, one source, repeated indices and empty slots.
+
+    Expected: ``numpy.add.at`` into zeros of length 6 (sums of dyadic numbers: exact), in float32, on
+    the sources' device (array-api-strict refuses to mix devices and does not promote silently).
+    """
+    xp = pytest.importorskip("array_api_strict")
+    dev = xp.Device("device1")
+    src = np.array([0.5, 1.25, -2.0, 4.0, 0.125, 8.0], dtype=np.float32)[: len(index)]
+    expected = np.zeros(6, dtype=np.float32)
+    np.add.at(expected, np.array(index, dtype=np.int64), src)
+    got = backends.generic_scatter_add(
+        xp, 6, xp.asarray(index, dtype=xp.int64, device=dev), xp.asarray(src, dtype=xp.float32, device=dev)
+    )
+    assert got.dtype == xp.float32 and got.device == dev
+    np.testing.assert_array_equal(to_numpy(got), expected)
