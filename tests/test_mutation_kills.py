@@ -460,3 +460,14 @@ def test_generic_scatter_add_keeps_dtype_and_device(index: list[int]) -> None:
     )
     assert got.dtype == xp.float32 and got.device == dev
     np.testing.assert_array_equal(to_numpy(got), expected)
+
+
+def test_generic_is_concrete_is_false_only_for_lazy_arrays() -> None:
+    """The standard-only ``is_concrete`` (the default of registered backends and of Dask): a Dask
+    array is lazy (reading it would compute the graph), NumPy and array-api-strict arrays are not."""
+    da = pytest.importorskip("dask.array")
+    import array_api_strict
+
+    assert not backends.generic_is_concrete(da.ones(3, chunks=2))
+    assert backends.generic_is_concrete(np.ones(3))
+    assert backends.generic_is_concrete(array_api_strict.ones(3))
