@@ -7,7 +7,7 @@ Usage, from the repository root, with an interpreter that has mutmut 3 and the b
 
 Each run mutates one module and runs only the test files that exercise it, on the backends that
 reach it, with ``-x`` (a mutant is killed at its first failing test).  It works in its own folder
-``build/mutation/<run>/`` (a copy of ``src/``, ``tests/``, ``conformance/`` and a ``pyproject.toml``
+``build/mutation/<run>/`` (a copy of ``src/``, ``tests/``, ``conformance/``, ``docs/`` and a ``pyproject.toml``
 whose ``[tool.mutmut]`` names that module and those tests), so the runs do not share mutmut's
 coverage map and a rerun only retests what changed.  Every mutant's status and each survivor's diff
 go to ``build/mutation/report.txt``; ``docs/mutation.md`` explains every survivor.
@@ -111,10 +111,20 @@ RUNS: dict[str, dict[str, object]] = {
         "backends": "numpy,torch",
         "tests": ["tests/test_transforms.py", "tests/test_contract.py", "tests/test_edges.py"],
     },
+    # test_edges.py without its slowest tests that check no data (about 60 of its 96 s here: thread
+    # imports, bitwise cross-backend ranks, the fixed-order cumulative sum, half precision); its
+    # jit tests stay, they are the only ones that reach the traced (unread) verdicts.
     "checks": {
         "module": "src/knotsafe/_lib/_checks.py",
         "backends": "numpy,torch",
-        "tests": ["tests/test_edge_table.py", "tests/test_contract_edges.py", "tests/test_edges.py"],
+        "tests": [
+            "tests/test_edge_table.py",
+            "tests/test_contract_edges.py",
+            "tests/test_edges.py",
+            "-k",
+            "not threads and not bitwise_equal_across_backends and not fixed_order_cumulative_sum"
+            " and not half_precision",
+        ],
     },
 }
 
@@ -146,7 +156,7 @@ pytest_add_cli_args_test_selection = {tests!r}
 pytest_add_cli_args = [
     "-p", "no:cacheprovider", "-p", "tests.mutation_plugin", "-q", "-x", "-W", "ignore::DeprecationWarning"
 ]
-also_copy = ["tests", "conformance"]
+also_copy = ["tests", "conformance", "docs"]  # tests/test_edge_table.py reads docs/edge-inputs.md
 use_git_change_detection = false
 # mutmut's timeout is 15x the covering tests' durations plus this: on a machine shared by many
 # processes a forked child can wait minutes for a core, which is not a hanging mutant.
@@ -160,7 +170,7 @@ process_isolation = "forkserver"
 def _sandbox(name: str, spec: dict[str, object]) -> Path:
     where = OUT / name
     where.mkdir(parents=True, exist_ok=True)
-    for folder in ("src", "tests", "conformance"):
+    for folder in ("src", "tests", "conformance", "docs"):
         if (where / folder).exists():
             shutil.rmtree(where / folder)
         shutil.copytree(ROOT / folder, where / folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
