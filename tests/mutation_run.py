@@ -7,7 +7,8 @@ Usage, from the repository root, with an interpreter that has mutmut 3 and the b
 
 Each run mutates one module and runs only the test files that exercise it, on the backends that
 reach it, with ``-x`` (a mutant is killed at its first failing test).  It works in its own folder
-``build/mutation/<run>/`` (a copy of ``src/``, ``tests/``, ``conformance/``, ``docs/`` and a ``pyproject.toml``
+``build/mutation/<run>/`` (a copy of ``src/``, ``tests/``, ``conformance/``, ``docs/``, the README and a
+``pyproject.toml``
 whose ``[tool.mutmut]`` names that module and those tests), so the runs do not share mutmut's
 coverage map and a rerun only retests what changed.  Every mutant's status and each survivor's diff
 go to ``build/mutation/report.txt``; ``docs/mutation.md`` explains every survivor.
@@ -159,7 +160,7 @@ pytest_add_cli_args_test_selection = {tests!r}
 pytest_add_cli_args = [
     "-p", "no:cacheprovider", "-p", "tests.mutation_plugin", "-q", "-x", "-W", "ignore::DeprecationWarning"
 ]
-also_copy = ["tests", "conformance", "docs"]  # tests/test_edge_table.py reads docs/edge-inputs.md
+also_copy = ["tests", "conformance", "docs", "README.md"]  # tests/test_edge_table.py reads the last two
 use_git_change_detection = false
 # mutmut's timeout is 15x the covering tests' durations plus this: on a machine shared by many
 # processes a forked child can wait minutes for a core, which is not a hanging mutant.
@@ -177,6 +178,7 @@ def _sandbox(name: str, spec: dict[str, object]) -> Path:
         if (where / folder).exists():
             shutil.rmtree(where / folder)
         shutil.copytree(ROOT / folder, where / folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copy2(ROOT / "README.md", where / "README.md")  # tests/test_edge_table.py reads it too
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     # Drop the repository's own [tool.mutmut] table (if any) and write this run's.
     pyproject = re.sub(r"(?ms)^\[tool\.mutmut\]\n.*?(?=^\[|\Z)", "", pyproject)
