@@ -50,10 +50,18 @@ RUNS: dict[str, dict[str, object]] = {
         "backends": "torch,array_api_strict",
         "tests": ["tests/test_contract.py", "tests/test_backends.py", _KILLS],
     },
+    # test_contract_edges.py has the NumPy hooks' own tests (name, forward bitwise, scatter-add dtypes);
+    # test_mutation_kills.py the erf hook (SciPy's and, without SciPy, the standard one).
     "hooks_numpy": {
         "module": "src/knotsafe/_lib/_hooks_numpy.py",
         "backends": "numpy",
-        "tests": ["tests/test_contract.py", "tests/test_backends.py", "tests/test_interp.py"],
+        "tests": [
+            "tests/test_contract_edges.py",
+            _KILLS,
+            "tests/test_contract.py",
+            "tests/test_backends.py",
+            "tests/test_interp.py",
+        ],
     },
     "hooks_torch": {
         "module": "src/knotsafe/_lib/_hooks_torch.py",

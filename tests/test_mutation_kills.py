@@ -8,6 +8,7 @@ Each checks a number the code under test did not produce: the contract's partial
 from __future__ import annotations
 
 import math
+import sys
 from types import ModuleType
 
 import array_api_compat
@@ -471,3 +472,18 @@ def test_generic_is_concrete_is_false_only_for_lazy_arrays() -> None:
     assert not backends.generic_is_concrete(da.ones(3, chunks=2))
     assert backends.generic_is_concrete(np.ones(3))
     assert backends.generic_is_concrete(array_api_strict.ones(3))
+
+
+def test_numpy_erf_without_scipy_is_the_standard_erf(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SciPy is optional: where ``scipy.special`` cannot be imported, the NumPy hooks' erf falls back
+    to the standard-only one and still matches ``math.erf`` (to 4 eps; |erf| <= 1)."""
+    import array_api_compat.numpy as cnp
+
+    from knotsafe._lib import _hooks_numpy
+
+    monkeypatch.setattr(_hooks_numpy, "_scipy_erf", None)  # not looked up yet in this process
+    monkeypatch.setitem(sys.modules, "scipy.special", None)  # importing it raises ImportError
+    z = np.array([-6.0, -2.5, -0.3, -1e-3, 0.0, 0.7, 1.9, 3.5])
+    got = backends.hooks_for(cnp).erf(cnp, z)
+    assert _hooks_numpy._scipy_erf is False  # the failed import is remembered, not retried per call
+    np.testing.assert_allclose(got, [math.erf(float(t)) for t in z], rtol=0, atol=4 * np.finfo(np.float64).eps)
