@@ -487,3 +487,20 @@ def test_numpy_erf_without_scipy_is_the_standard_erf(monkeypatch: pytest.MonkeyP
     got = backends.hooks_for(cnp).erf(cnp, z)
     assert _hooks_numpy._scipy_erf is False  # the failed import is remembered, not retried per call
     np.testing.assert_allclose(got, [math.erf(float(t)) for t in z], rtol=0, atol=4 * np.finfo(np.float64).eps)
+
+
+def test_torch_compile_without_gradients_gives_numpy_interp_values() -> None:
+    """``torch.compile(fullgraph=True)`` of a call where no input requires a gradient (inference):
+    the compiled branch's plain forward, with ``left``/``right`` and a run of duplicate knots, gives
+    numpy.interp's values (the compiled arithmetic may fuse a multiply-add: one rounding per value,
+    so within 2 eps of numpy's float64 result, relative to the largest value)."""
+    torch = pytest.importorskip("torch")
+
+    k = np.array([0.0, 1.0, 2.0, 2.0, 3.0, 5.0])
+    v = np.array([0.5, -1.25, 3.0, 0.75, 2.5, -2.0])
+    x = np.array([-1.0, 0.0, 0.375, 1.5, 2.0, 2.625, 4.0, 5.0, 6.0])
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda a, b, c: knotsafe.interp(a, b, c, left=-7.0, right=9.0), fullgraph=True)
+    got = compiled(*(torch.asarray(a) for a in (x, k, v)))
+    expected = np.interp(x, k, v, left=-7.0, right=9.0)
+    np.testing.assert_allclose(got.numpy(), expected, rtol=0, atol=2 * np.finfo(np.float64).eps * 9.0)
