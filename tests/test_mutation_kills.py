@@ -504,3 +504,25 @@ def test_torch_compile_without_gradients_gives_numpy_interp_values() -> None:
     got = compiled(*(torch.asarray(a) for a in (x, k, v)))
     expected = np.interp(x, k, v, left=-7.0, right=9.0)
     np.testing.assert_allclose(got.numpy(), expected, rtol=0, atol=2 * np.finfo(np.float64).eps * 9.0)
+
+
+@pytest.mark.parametrize("which", ["x", "knots"])
+def test_torch_compile_with_one_input_requiring_a_gradient_in_a_duplicate_bin(which: str) -> None:
+    """``torch.compile(fullgraph=True)`` where only ``x`` or only the knots require a gradient, with a
+    query inside a 2-ulp (duplicate) bin: the compiled call must still attach the gradient rule
+    (d/dx and d/dknots are 0 there, the contract's numbers), not differentiate the plain forward,
+    whose slope there is about 1e16."""
+    torch = pytest.importorskip("torch")
+
+    near = float(np.nextafter(np.nextafter(3.0, 4.0), 4.0))
+    k, v = np.array([0.0, 1.0, 3.0, near, 5.0]), np.array([0.0, 1.0, 2.0, 7.0, 1.0])
+    x = np.array([float(np.nextafter(3.0, 4.0)), 0.5, 4.0])
+    args = [torch.asarray(a) for a in (x, k, v)]
+    arg = args[0 if which == "x" else 1].requires_grad_()
+    torch._dynamo.reset()
+    out = torch.compile(lambda a, b, c: knotsafe.interp(a, b, c).sum(), fullgraph=True)(*args)
+    (got,) = torch.autograd.grad(out, [arg])
+    _, ex, ek, _ = contract_partials(x, k, v, threshold=contract_threshold(k, "float64"))
+    expected = ex if which == "x" else ek.sum(axis=0)
+    # Slopes 1 and -3 and weights in [0, 1]: each entry a sum of at most 3 products, within 8 eps.
+    np.testing.assert_allclose(got.numpy(), expected, rtol=0, atol=8 * np.finfo(np.float64).eps)
