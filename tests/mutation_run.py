@@ -41,7 +41,15 @@ RUNS: dict[str, dict[str, object]] = {
     "rule": {
         "module": "src/knotsafe/_lib/_rule.py",
         "backends": "torch",
-        "tests": ["tests/test_point_classes.py", "tests/test_contract.py", "tests/test_rule_edges.py", _KILLS],
+        # The second-order tests kill the mutants that change only the partials' own derivatives.
+        "tests": [
+            "tests/test_point_classes.py",
+            "tests/test_contract.py",
+            "tests/test_rule_edges.py",
+            _KILLS,
+            "tests/test_second_order.py::test_hessian_of_issue_example_matches_contract_and_central_differences",
+            *_SECOND,
+        ],
     },
     # The standard-only hooks: array-api-strict uses every one of them; PyTorch reaches
     # generic_linearize through the generic stop_gradient path of test_contract.py.
