@@ -526,3 +526,12 @@ def test_torch_compile_with_one_input_requiring_a_gradient_in_a_duplicate_bin(wh
     expected = ex if which == "x" else ek.sum(axis=0)
     # Slopes 1 and -3 and weights in [0, 1]: each entry a sum of at most 3 products, within 8 eps.
     np.testing.assert_allclose(got.numpy(), expected, rtol=0, atol=8 * np.finfo(np.float64).eps)
+
+
+@pytest.mark.parametrize("name", ["bandwidth", "n_knots", "span_ratio"])
+def test_kernel_only_arguments_with_the_rank_method_name_the_argument(name: str) -> None:
+    """``bandwidth``, ``n_knots`` and ``span_ratio`` apply to ``method="kernel"`` only: with the default
+    rank method each is a TypeError whose message names that argument."""
+    pts = np.array([[0.0, 1.0], [2.0, 3.0], [4.0, 0.5]])
+    with pytest.raises(TypeError, match=f"`{name}` applies to method='kernel' only"):
+        knotsafe.create_transforms(pts, **{name: 2})
