@@ -131,7 +131,12 @@ RUNS: dict[str, dict[str, object]] = {
     "transforms": {
         "module": "src/knotsafe/transforms.py",
         "backends": "numpy,torch",
-        "tests": ["tests/test_transforms.py", "tests/test_contract.py", "tests/test_contract_edges.py"],
+        "tests": [
+            "tests/test_transforms.py",
+            "tests/test_contract.py",
+            "tests/test_contract_edges.py",
+            "tests/test_kernel_cdf.py",  # method="kernel": most survivors of the 27 November run
+        ],
     },
     # test_edges.py without its slowest tests that check no data (about 60 of its 96 s here: thread
     # imports, bitwise cross-backend ranks, the fixed-order cumulative sum, half precision); its
