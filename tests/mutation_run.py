@@ -7,7 +7,8 @@ Usage, from the repository root, with an interpreter that has mutmut 3 and the b
 
 Each run mutates one module and runs only the test files that exercise it, on the backends that
 reach it, with ``-x`` (a mutant is killed at its first failing test).  It works in its own folder
-``build/mutation/<run>/`` (a copy of ``src/``, ``tests/``, ``conformance/`` and a ``pyproject.toml``
+``build/mutation/<run>/`` (a copy of ``src/``, ``tests/``, ``conformance/``, ``docs/``, the README and a
+``pyproject.toml``
 whose ``[tool.mutmut]`` names that module and those tests), so the runs do not share mutmut's
 coverage map and a rerun only retests what changed.  Every mutant's status and each survivor's diff
 go to ``build/mutation/report.txt``; ``docs/mutation.md`` explains every survivor.
@@ -15,6 +16,7 @@ go to ``build/mutation/report.txt``; ``docs/mutation.md`` explains every survivo
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 import shutil
@@ -39,7 +41,15 @@ RUNS: dict[str, dict[str, object]] = {
     "rule": {
         "module": "src/knotsafe/_lib/_rule.py",
         "backends": "torch",
-        "tests": ["tests/test_point_classes.py", "tests/test_contract.py", "tests/test_rule_edges.py", _KILLS],
+        # The second-order tests kill the mutants that change only the partials' own derivatives.
+        "tests": [
+            "tests/test_point_classes.py",
+            "tests/test_contract.py",
+            "tests/test_rule_edges.py",
+            _KILLS,
+            "tests/test_second_order.py::test_hessian_of_issue_example_matches_contract_and_central_differences",
+            *_SECOND,
+        ],
     },
     # The standard-only hooks: array-api-strict uses every one of them; PyTorch reaches
     # generic_linearize through the generic stop_gradient path of test_contract.py.
@@ -48,10 +58,18 @@ RUNS: dict[str, dict[str, object]] = {
         "backends": "torch,array_api_strict",
         "tests": ["tests/test_contract.py", "tests/test_backends.py", _KILLS],
     },
+    # test_contract_edges.py has the NumPy hooks' own tests (name, forward bitwise, scatter-add dtypes);
+    # test_mutation_kills.py the erf hook (SciPy's and, without SciPy, the standard one).
     "hooks_numpy": {
         "module": "src/knotsafe/_lib/_hooks_numpy.py",
         "backends": "numpy",
-        "tests": ["tests/test_contract.py", "tests/test_backends.py", "tests/test_interp.py"],
+        "tests": [
+            "tests/test_contract_edges.py",
+            _KILLS,
+            "tests/test_contract.py",
+            "tests/test_backends.py",
+            "tests/test_interp.py",
+        ],
     },
     "hooks_torch": {
         "module": "src/knotsafe/_lib/_hooks_torch.py",
@@ -91,15 +109,56 @@ RUNS: dict[str, dict[str, object]] = {
             "tests/test_autodiff_modes.py::test_jax_jit_gives_identical_values_and_gradients",
         ],
     },
+    # The torch.compile branch of the PyTorch hooks (and the hooks only compiled code reads
+    # differently: is_concrete, the NaN-retry shortcut) against the compile tests, which the
+    # hooks_torch run leaves out for their cost: only these functions' mutants are run.
+    "hooks_torch_compile": {
+        "module": "src/knotsafe/_lib/_hooks_torch.py",
+        "backends": "torch",
+        "tests": ["tests/test_torch_compile.py"],
+        "mutants": [
+            "knotsafe._lib._hooks_torch.x__linearize__mutmut_*",
+            "knotsafe._lib._hooks_torch.x__is_concrete__mutmut_*",
+            "knotsafe._lib._hooks_torch.x__any_nan_reader__mutmut_*",
+            "knotsafe._lib._hooks_torch.x_make_hooks__mutmut_*",
+        ],
+    },
+    # The transforms' edges (the argument an error names, xp= with Python data, min_gap and
+    # knot_grad reaching both transforms, output dtypes) are in test_contract_edges.py.  Any test of
+    # test_edges.py in the selection makes every mutant's pytest collect that file (about 7 s here:
+    # 585 mutants at 5 a minute instead of 100), so its tie-run and weighted-rank tests are used by
+    # hand for the survivors (docs/mutation.md).
     "transforms": {
         "module": "src/knotsafe/transforms.py",
         "backends": "numpy,torch",
-        "tests": ["tests/test_transforms.py", "tests/test_contract.py", "tests/test_edges.py"],
+        "tests": [
+            "tests/test_transforms.py",
+            "tests/test_contract.py",
+            "tests/test_contract_edges.py",
+            "tests/test_kernel_cdf.py",  # method="kernel": most survivors of the 27 November run
+        ],
     },
+    # test_edges.py without its slowest tests that check no data (about 60 of its 96 s here: thread
+    # imports, bitwise cross-backend ranks, the fixed-order cumulative sum, half precision); its
+    # jit tests stay, they are the only ones that reach the traced (unread) verdicts.
+    # The weight, kernel and mesh error tests and array-api-strict (no astype(..., None)) kill every
+    # non-equivalent survivor of the 27 November run (docs/mutation.md); they are fast.
     "checks": {
         "module": "src/knotsafe/_lib/_checks.py",
-        "backends": "numpy,torch",
-        "tests": ["tests/test_edge_table.py", "tests/test_contract_edges.py", "tests/test_edges.py"],
+        "backends": "numpy,torch,array_api_strict",
+        "tests": [
+            "tests/test_transforms.py::test_bad_input_names_the_argument",
+            "tests/test_transforms.py::test_weighted_ranks_match_reference",
+            "tests/test_kernel_cdf.py::test_bad_arguments_raise",
+            "tests/test_kernel_cdf.py::test_forward_matches_exact_sum",
+            "tests/test_rectangular.py::test_bad_arguments_raise",
+            "tests/test_edge_table.py",
+            "tests/test_contract_edges.py",
+            "tests/test_edges.py",
+            "-k",
+            "not threads and not bitwise_equal_across_backends and not fixed_order_cumulative_sum"
+            " and not half_precision",
+        ],
     },
 }
 
@@ -131,7 +190,7 @@ pytest_add_cli_args_test_selection = {tests!r}
 pytest_add_cli_args = [
     "-p", "no:cacheprovider", "-p", "tests.mutation_plugin", "-q", "-x", "-W", "ignore::DeprecationWarning"
 ]
-also_copy = ["tests", "conformance"]
+also_copy = ["tests", "conformance", "docs", "README.md"]  # tests/test_edge_table.py reads the last two
 use_git_change_detection = false
 # mutmut's timeout is 15x the covering tests' durations plus this: on a machine shared by many
 # processes a forked child can wait minutes for a core, which is not a hanging mutant.
@@ -145,10 +204,11 @@ process_isolation = "forkserver"
 def _sandbox(name: str, spec: dict[str, object]) -> Path:
     where = OUT / name
     where.mkdir(parents=True, exist_ok=True)
-    for folder in ("src", "tests", "conformance"):
+    for folder in ("src", "tests", "conformance", "docs"):
         if (where / folder).exists():
             shutil.rmtree(where / folder)
         shutil.copytree(ROOT / folder, where / folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copy2(ROOT / "README.md", where / "README.md")  # tests/test_edge_table.py reads it too
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     # Drop the repository's own [tool.mutmut] table (if any) and write this run's.
     pyproject = re.sub(r"(?ms)^\[tool\.mutmut\]\n.*?(?=^\[|\Z)", "", pyproject)
@@ -209,23 +269,34 @@ def run(name: str, spec: dict[str, object], max_children: int) -> str:
         "MKL_NUM_THREADS": "1",
         **spec.get("env", {}),  # type: ignore[dict-item]
     }
+    # A run may be restricted to some mutants (fnmatch patterns of mutmut's names).
+    patterns = [str(p) for p in spec.get("mutants", [])]  # type: ignore[attr-defined]
     start = time.monotonic()
     # mutmut exits non-zero when mutants survive: the statuses below are the result.
     # MUTATION_REPORT_ONLY=1 re-reads an earlier run's results (and reruns the hand mutants).
-    if not os.environ.get("MUTATION_REPORT_ONLY"):
+    # MUTATION_RERUN_SURVIVORS=1 retests only the mutants an earlier run left alive (after tests were
+    # added for them: mutmut keeps every other result, and reruns no mutant it has a result for).
+    names = patterns
+    if os.environ.get("MUTATION_RERUN_SURVIVORS"):
+        names = [m for m, s in _statuses(where, env).items() if s not in ("killed", "not checked")]
+        names = [m for m in names if not patterns or any(fnmatch.fnmatch(m, p) for p in patterns)]
+    if not os.environ.get("MUTATION_REPORT_ONLY") and (names or not os.environ.get("MUTATION_RERUN_SURVIVORS")):
         subprocess.run(
-            [sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children)],
+            [sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children), *names],
             cwd=where,
             env=env,
             check=False,
         )
     seconds = time.monotonic() - start
     statuses = _statuses(where, env)
+    if patterns:
+        statuses = {m: s for m, s in statuses.items() if any(fnmatch.fnmatch(m, p) for p in patterns)}
     counts: dict[str, int] = {}
     for status in statuses.values():
         counts[status] = counts.get(status, 0) + 1
     lines = [
-        f"== {name}: {spec['module']} on {spec['backends']} {spec.get('env', '')} ({seconds:.0f} s)",
+        f"== {name}: {spec['module']} on {spec['backends']} {spec.get('env', '')} ({seconds:.0f} s"
+        + (f", a rerun of {len(names)} survivors)" if os.environ.get("MUTATION_RERUN_SURVIVORS") else ")"),
         f"   {len(statuses)} mutants: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())),
     ]
     for mutant, status in sorted(statuses.items()):

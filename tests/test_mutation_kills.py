@@ -8,15 +8,18 @@ Each checks a number the code under test did not produce: the contract's partial
 from __future__ import annotations
 
 import math
+import sys
 from types import ModuleType
 
+import array_api_compat
 import numpy as np
 import pytest
 
 import knotsafe
 from knotsafe import backends
+from knotsafe._lib._rule import InterpRule
 from tests._contract import contract_partials, contract_threshold
-from tests._support import asarray, backend_module, backend_name, has_float64, to_numpy
+from tests._support import AutoDiff, asarray, backend_module, backend_name, has_float64, to_numpy
 
 # A genuine bin, a run of exact duplicates (2, 2), queries inside bins, on an interior knot, on the
 # duplicate run, on the first and last knot and outside: every kind of partial is nonzero somewhere.
@@ -64,6 +67,28 @@ def _expected_tangent(
     if values:  # every output reads a value: with the values' tangents no entry is 0 by accident
         assert np.all(np.abs(tangent) > 0.05)
     return tangent, first + 7 * eps * size
+
+
+def _expected_cotangent(dt: str, g: np.ndarray, knot_grad: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The contract's ``(g @ d/dx, g @ d/dknots, g @ d/dvalues)``, each with its bound.
+
+    Each partial computed in ``dt`` is within ``4 eps (|p| + s)`` of the float64 transcription
+    (see :func:`_expected_tangent`); each gradient entry sums at most ``M`` products with ``g``,
+    adding ``(M + 1) eps sum |g p|``.
+    """
+    k, v, x = KNOTS.astype(dt), VALUES.astype(dt), X.astype(dt)
+    g = g.astype(dt).astype(np.float64)
+    threshold = contract_threshold(k, dt)
+    _, ex, ek, ev = contract_partials(x, k, v, threshold=threshold, knot_grad=knot_grad)
+    eps = float(np.finfo(dt).eps)
+    gaps = np.diff(k.astype(np.float64))
+    genuine = gaps > threshold
+    s = float(np.max(np.abs(np.diff(v.astype(np.float64))[genuine] / gaps[genuine])))
+    m = x.size
+    return [
+        (g @ jac, np.abs(g) @ (4 * eps * (np.abs(jac) + s)) + (m + 1) * eps * (np.abs(g) @ np.abs(jac)))
+        for jac in (np.diag(ex), ek, ev)
+    ]
 
 
 def _torch(dt: str) -> tuple[object, ...]:
@@ -256,3 +281,257 @@ def test_torch_nested_transform_with_constant_inputs_at_the_inner_level() -> Non
     expected = float(ex @ x0)
     # Two products and one sum of terms <= 1 in float64: within 4 eps of the float64 reference.
     assert abs(got - expected) <= 4 * np.finfo(np.float64).eps, (got, expected)
+
+
+@pytest.mark.parametrize("knot_grad", ["exact", "stop"])
+@pytest.mark.parametrize("missing", ["x", "knots", "values", "x,knots"])
+def test_partials_tangent_reads_a_missing_tangent_as_zero(xp: ModuleType, knot_grad: str, missing: str) -> None:
+    """``Partials.tangent(None, ...)``: an input without a tangent contributes nothing.
+
+    The rule's documented contract for custom derivatives ("None = zero").  On the pinned
+    frameworks no built-in backend hands it None (PyTorch materialises zero tangents, JAX
+    instantiates symbolic zeros, the generic path passes arrays), so it is checked directly, on
+    every backend, against the contract's tangent with the missing terms left out.
+    """
+    dt = _dtype(xp)
+    x, k, v, xt, kt, vt = (asarray(xp, a, dt) for a in (X, KNOTS, VALUES, X_T, KNOTS_T, VALUES_T))
+    ns = array_api_compat.array_namespace(x)
+    rule = InterpRule(ns, backends.hooks_for(ns), None, None, knot_grad, None)
+    _, p = rule.value_and_partials(x, k, v)
+    gone = missing.split(",")
+    got = p.tangent(None if "x" in gone else xt, None if "knots" in gone else kt, None if "values" in gone else vt)
+    expected, bound = _expected_tangent(
+        dt, None if "x" in gone else X_T, knot_grad, knots="knots" not in gone, values="values" not in gone
+    )
+    assert np.all(np.abs(to_numpy(got) - expected) <= bound), (to_numpy(got), expected)
+
+
+@pytest.mark.parametrize("knot_grad", ["exact", "stop"])
+def test_torch_backend_registered_with_the_standard_scatter_add(knot_grad: str) -> None:
+    """PyTorch hooks with ``scatter_add`` replaced by the standard-only default (``BackendHooks.replace``).
+
+    The autograd Function's reverse mode scatters the cotangents through the hooks' ``scatter_add``
+    with the rule's namespace; the standard-only one (every registered backend's default) works
+    through that namespace.  Expected: the contract's ``g @ J`` for a cotangent ``g``.
+    """
+    torch = backend_module("torch")
+    import array_api_compat.torch as torch_ns
+
+    dt = "float64"
+    x, k, v = (torch.asarray(a).requires_grad_() for a in (X, KNOTS, VALUES))
+    g = X_T
+    backends.register(
+        "torch_standard_scatter",
+        backends.hooks_for(torch_ns).replace(scatter_add=backends.generic_scatter_add),
+        matches=lambda n: n is torch_ns,
+    )
+    try:
+        got = torch.autograd.grad((knotsafe.interp(x, k, v, knot_grad=knot_grad) * torch.asarray(g)).sum(), [x, k, v])
+    finally:
+        backends.unregister("torch_standard_scatter")
+    for got_i, (expected, bound) in zip(got, _expected_cotangent(dt, g, knot_grad), strict=True):
+        assert np.all(np.abs(got_i.numpy() - expected) <= bound), (got_i, expected)
+
+
+@pytest.mark.parametrize("dt", ["float32", "float64"])
+@pytest.mark.parametrize("first_order", [False, True])
+@pytest.mark.parametrize("knot_grad", ["exact", "stop"])
+def test_rule_partials_on_the_strict_standard_namespace(dt: str, first_order: bool, knot_grad: str) -> None:
+    """The rule's partials, tangent and cotangent computed on array-api-strict, with its hooks.
+
+    The rule is written once against the array API standard; knotsafe's public API only asks it for
+    forward values on array-api-strict (no autodiff), so its derivative code is run here directly
+    on the namespace that rejects anything outside the standard (mixed bool/float ``where``, a
+    namespace argument left out).  Expected: the contract's tangent and cotangents, in the inputs'
+    dtype, None for a gradient that ``needs`` does not ask for, and the same partials again from the
+    bins of the first call (``j=``).
+    """
+    xp = backend_module("array_api_strict")
+    x, k, v, xt, kt, vt = (xp.asarray(a.astype(dt)) for a in (X, KNOTS, VALUES, X_T, KNOTS_T, VALUES_T))
+    rule = InterpRule(xp, backends.hooks_for(xp), None, None, knot_grad, None)
+    _, p = rule.value_and_partials(x, k, v, first_order=first_order)
+    expected, bound = _expected_tangent(dt, X_T, knot_grad)
+    got = p.tangent(xt, kt, vt)
+    assert got.dtype == x.dtype
+    assert np.all(np.abs(to_numpy(got) - expected) <= bound), (to_numpy(got), expected)
+    g = X_T
+    grads = p.cotangent(xp.asarray(g.astype(dt)), KNOTS.size)
+    for got_i, (expected_i, bound_i) in zip(grads, _expected_cotangent(dt, g, knot_grad), strict=True):
+        assert got_i is not None and got_i.dtype == x.dtype
+        assert np.all(np.abs(to_numpy(got_i) - expected_i) <= bound_i), (to_numpy(got_i), expected_i)
+    for needs in [(False, True, True), (True, False, True), (True, True, False), (False, False, True)]:
+        some = p.cotangent(xp.asarray(g.astype(dt)), KNOTS.size, needs)
+        assert [a is not None for a in some] == list(needs)
+    # The bins of an earlier call passed back (``j=``, no search) give the same partials.
+    out, again = rule.value_and_partials(x, k, v, first_order=first_order, j=p.j, with_value=False)
+    assert out is None
+    for name in ("j", "dx", "a0", "a1"):
+        np.testing.assert_array_equal(to_numpy(getattr(again, name)), to_numpy(getattr(p, name)))
+
+
+@pytest.mark.parametrize("mode", ["rev", "fwd"])
+def test_gap_exactly_at_threshold_is_a_duplicate_in_both_modes(xp: ModuleType, autodiff: AutoDiff, mode: str) -> None:
+    """ "gap <= 8 eps max|k|" in reverse and forward mode (each mode computes the partials its own way).
+
+    PyTorch's reverse mode uses the first-order partials, its forward mode (and every JAX mode) the
+    differentiable ones: both must call a gap of exactly ``8 eps * 4`` (a power of two, exact) a
+    duplicate, d/dx = 0, while the genuine bin beside it keeps its slope (1 / 4).
+    """
+    dt = _dtype(xp)
+    eps = float(np.finfo(dt).eps)
+    g = 8.0 * eps * 4.0
+    k, v = asarray(xp, [-4.0, 0.0, g, 1.0], dt), asarray(xp, [0.0, 1.0, 2.0, 3.0], dt)
+    jac = autodiff.jacobian(lambda a: knotsafe.interp(a, k, v), [asarray(xp, [g / 2, -2.0], dt)], 0, mode)
+    np.testing.assert_array_equal(np.diag(jac), [0.0, 0.25])  # 1 / 4: exact in binary
+
+
+@pytest.mark.parametrize("mode", ["rev", "fwd"])
+def test_bin_to_an_infinite_knot_with_an_infinite_value_is_a_duplicate(
+    xp: ModuleType, autodiff: AutoDiff, mode: str
+) -> None:
+    """A bin touching an infinite knot is a duplicate, also when its value is infinite (each mode).
+
+    knots ``[0, 1, inf]``, values ``[0, 2, inf]``: in ``[1, inf)`` the slope would be inf / inf = NaN;
+    the contract's "finite gradients everywhere" and its rule for a gap that is inf give d/dx = 0,
+    d/dknots = 0 and the weights ``w = (x - 1) / inf = 0``, i.e. d/dvalues = (1, 0).  In the genuine
+    bin ``[0, 1)`` at x = 0.5: slope 2, d/dknots = -2 (1 - w, w) = (-1, -1), d/dvalues = (0.5, 0.5).
+    """
+    dt = _dtype(xp)
+    x, k, v = (asarray(xp, a, dt) for a in ([0.5, 5.0], [0.0, 1.0, np.inf], [0.0, 2.0, np.inf]))
+    expected = {
+        0: [[2.0, 0.0], [0.0, 0.0]],
+        1: [[-1.0, -1.0, 0.0], [0.0, 0.0, 0.0]],
+        2: [[0.5, 0.5, 0.0], [0.0, 1.0, 0.0]],
+    }
+    for argnum, jac in expected.items():
+        got = autodiff.jacobian(knotsafe.interp, [x, k, v], argnum, mode)
+        if argnum == 0:
+            got = got * np.eye(2)  # d out_i / d x_j, j != i, is 0 by construction
+        np.testing.assert_array_equal(got, jac)  # exact: products of powers of two
+    if mode == "rev":
+        # The gradient of the sum (PyTorch: the Function's first-order partials, no recomputation).
+        for got_sum, jac in zip(autodiff.grad(knotsafe.interp, [x, k, v], (0, 1, 2)), expected.values(), strict=True):
+            np.testing.assert_array_equal(got_sum, np.sum(jac, axis=0))
+
+
+@pytest.mark.parametrize("dt", ["float32", "float64"])
+def test_left_right_are_rounded_once_to_the_queries_dtype(xp: ModuleType, dt: str) -> None:
+    """``left=0.1``, ``right=1/3`` (not representable in float32) with float32 and float64 inputs.
+
+    numpy.interp returns ``left``/``right`` themselves; in the inputs' dtype that is the Python float
+    rounded once to it (float64: unchanged), never first to a framework's default float dtype
+    (PyTorch's is float32).  Queries below, on and above the knots: the expected values are exact.
+    """
+    if dt == "float64" and not has_float64(xp):
+        pytest.skip("no float64")
+    x, k, v = (np.array(a, dtype=dt) for a in ([-1.0, 0.0, 1.0, 2.0, 3.0], [0.0, 1.0, 2.0], [0.5, 1.5, -2.0]))
+    got = knotsafe.interp(*(asarray(xp, a, dt) for a in (x, k, v)), left=0.1, right=1 / 3)
+    expected = np.interp(x, k, v, left=0.1, right=1 / 3).astype(dt)
+    assert to_numpy(got).dtype == np.dtype(dt)
+    np.testing.assert_array_equal(to_numpy(got), expected)
+
+
+def test_strict_arrays_on_a_non_default_device_with_left_right() -> None:
+    """array-api-strict arrays on its second device, ``left``/``right`` set: every array the forward
+    makes (the 0-d ``left``/``right``) is on the inputs' device (array-api-strict refuses to mix
+    devices), and the values are numpy.interp's."""
+    xp = backend_module("array_api_strict")
+    dev = xp.Device("device1")
+    x, k, v = [-1.0, 0.5, 2.0, 3.0], [0.0, 1.0, 2.0], [0.5, 1.5, -2.0]
+    got = knotsafe.interp(*(xp.asarray(a, dtype=xp.float64, device=dev) for a in (x, k, v)), left=0.1, right=1 / 3)
+    assert got.device == dev
+    np.testing.assert_array_equal(to_numpy(got), np.interp(x, k, v, left=0.1, right=1 / 3))
+
+
+@pytest.mark.parametrize("index", [[], [2], [3, 0, 3, 1, 3, 0]], ids=["empty", "one", "repeated"])
+def test_generic_scatter_add_keeps_dtype_and_device(index: list[int]) -> None:
+    """The standard-only scatter-add (every registered backend's default) on array-api-strict's
+    second device, float32 sources: no source, one source, repeated indices and empty slots.
+
+    Expected: ``numpy.add.at`` into zeros of length 6 (sums of dyadic numbers: exact), in float32, on
+    the sources' device (array-api-strict refuses to mix devices and does not promote silently).
+    """
+    xp = backend_module("array_api_strict")
+    dev = xp.Device("device1")
+    src = np.array([0.5, 1.25, -2.0, 4.0, 0.125, 8.0], dtype=np.float32)[: len(index)]
+    expected = np.zeros(6, dtype=np.float32)
+    np.add.at(expected, np.array(index, dtype=np.int64), src)
+    got = backends.generic_scatter_add(
+        xp, 6, xp.asarray(index, dtype=xp.int64, device=dev), xp.asarray(src, dtype=xp.float32, device=dev)
+    )
+    assert got.dtype == xp.float32 and got.device == dev
+    np.testing.assert_array_equal(to_numpy(got), expected)
+
+
+def test_generic_is_concrete_is_false_only_for_lazy_arrays() -> None:
+    """The standard-only ``is_concrete`` (the default of registered backends and of Dask): a Dask
+    array is lazy (reading it would compute the graph), NumPy and array-api-strict arrays are not."""
+    da = backend_module("dask", "dask.array")
+    import array_api_strict
+
+    assert not backends.generic_is_concrete(da.ones(3, chunks=2))
+    assert backends.generic_is_concrete(np.ones(3))
+    assert backends.generic_is_concrete(array_api_strict.ones(3))
+
+
+def test_numpy_erf_without_scipy_is_the_standard_erf(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SciPy is optional: where ``scipy.special`` cannot be imported, the NumPy hooks' erf falls back
+    to the standard-only one and still matches ``math.erf`` (to 4 eps; |erf| <= 1)."""
+    import array_api_compat.numpy as cnp
+
+    from knotsafe._lib import _hooks_numpy
+
+    monkeypatch.setattr(_hooks_numpy, "_scipy_erf", None)  # not looked up yet in this process
+    monkeypatch.setitem(sys.modules, "scipy.special", None)  # importing it raises ImportError
+    z = np.array([-6.0, -2.5, -0.3, -1e-3, 0.0, 0.7, 1.9, 3.5])
+    got = backends.hooks_for(cnp).erf(cnp, z)
+    assert _hooks_numpy._scipy_erf is False  # the failed import is remembered, not retried per call
+    np.testing.assert_allclose(got, [math.erf(float(t)) for t in z], rtol=0, atol=4 * np.finfo(np.float64).eps)
+
+
+def test_torch_compile_without_gradients_gives_numpy_interp_values() -> None:
+    """``torch.compile(fullgraph=True)`` of a call where no input requires a gradient (inference):
+    the compiled branch's plain forward, with ``left``/``right`` and a run of duplicate knots, gives
+    numpy.interp's values (the compiled arithmetic may fuse a multiply-add: one rounding per value,
+    so within 2 eps of numpy's float64 result, relative to the largest value)."""
+    torch = backend_module("torch")
+
+    k = np.array([0.0, 1.0, 2.0, 2.0, 3.0, 5.0])
+    v = np.array([0.5, -1.25, 3.0, 0.75, 2.5, -2.0])
+    x = np.array([-1.0, 0.0, 0.375, 1.5, 2.0, 2.625, 4.0, 5.0, 6.0])
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda a, b, c: knotsafe.interp(a, b, c, left=-7.0, right=9.0), fullgraph=True)
+    got = compiled(*(torch.asarray(a) for a in (x, k, v)))
+    expected = np.interp(x, k, v, left=-7.0, right=9.0)
+    np.testing.assert_allclose(got.numpy(), expected, rtol=0, atol=2 * np.finfo(np.float64).eps * 9.0)
+
+
+@pytest.mark.parametrize("which", ["x", "knots"])
+def test_torch_compile_with_one_input_requiring_a_gradient_in_a_duplicate_bin(which: str) -> None:
+    """``torch.compile(fullgraph=True)`` where only ``x`` or only the knots require a gradient, with a
+    query inside a 2-ulp (duplicate) bin: the compiled call must still attach the gradient rule
+    (d/dx and d/dknots are 0 there, the contract's numbers), not differentiate the plain forward,
+    whose slope there is about 1e16."""
+    torch = backend_module("torch")
+
+    near = float(np.nextafter(np.nextafter(3.0, 4.0), 4.0))
+    k, v = np.array([0.0, 1.0, 3.0, near, 5.0]), np.array([0.0, 1.0, 2.0, 7.0, 1.0])
+    x = np.array([float(np.nextafter(3.0, 4.0)), 0.5, 4.0])
+    args = [torch.asarray(a) for a in (x, k, v)]
+    arg = args[0 if which == "x" else 1].requires_grad_()
+    torch._dynamo.reset()
+    out = torch.compile(lambda a, b, c: knotsafe.interp(a, b, c).sum(), fullgraph=True)(*args)
+    (got,) = torch.autograd.grad(out, [arg])
+    _, ex, ek, _ = contract_partials(x, k, v, threshold=contract_threshold(k, "float64"))
+    expected = ex if which == "x" else ek.sum(axis=0)
+    # Slopes 1 and -3 and weights in [0, 1]: each entry a sum of at most 3 products, within 8 eps.
+    np.testing.assert_allclose(got.numpy(), expected, rtol=0, atol=8 * np.finfo(np.float64).eps)
+
+
+@pytest.mark.parametrize("name", ["bandwidth", "n_knots", "span_ratio"])
+def test_kernel_only_arguments_with_the_rank_method_name_the_argument(name: str) -> None:
+    """``bandwidth``, ``n_knots`` and ``span_ratio`` apply to ``method="kernel"`` only: with the default
+    rank method each is a TypeError whose message names that argument."""
+    pts = np.array([[0.0, 1.0], [2.0, 3.0], [4.0, 0.5]])
+    with pytest.raises(TypeError, match=f"`{name}` applies to method='kernel' only"):
+        knotsafe.create_transforms(pts, **{name: 2})
