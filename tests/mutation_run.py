@@ -71,6 +71,13 @@ RUNS: dict[str, dict[str, object]] = {
             "tests/test_interp.py",
         ],
     },
+    # The Dask hooks only change the task graph, never a value: test_dask.py bounds the graph sizes
+    # (a gather or scan on a chunked array multiplies the tasks) and compares with NumPy bitwise.
+    "hooks_dask": {
+        "module": "src/knotsafe/_lib/_hooks_dask.py",
+        "backends": "dask",
+        "tests": ["tests/test_dask.py"],
+    },
     "hooks_torch": {
         "module": "src/knotsafe/_lib/_hooks_torch.py",
         "backends": "torch",
