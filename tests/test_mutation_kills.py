@@ -537,3 +537,111 @@ def test_kernel_only_arguments_with_the_rank_method_name_the_argument(name: str)
     pts = np.array([[0.0, 1.0], [2.0, 3.0], [4.0, 0.5]])
     with pytest.raises(TypeError, match=f"`{name}` applies to method='kernel' only"):
         knotsafe.create_transforms(pts, **{name: 2})
+
+
+# --- transforms.py (the 27 November transforms run) -------------------------------------------------
+
+# One column with a run of four tied points (weights 3, 0.7, 1.9, 0.2) between untied ones, and a
+# second column without ties; weights neither uniform nor dyadic, so every rank is rounded.
+_TIE_POINTS = np.array([[0.0, 4.0], [1.5, 0.5], [1.5, 2.25], [1.5, 3.0], [1.5, 1.0], [3.0, 5.5], [4.0, 2.0]])
+_TIE_WEIGHTS = np.array([0.3, 3.0, 0.7, 1.9, 0.2, 1.1, 0.45])
+
+
+def _tie_rule_ranks(col: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The sorted column and its ranks by the documented tie rule, run by run in float64: a run of m
+    tied points after cumulative weight C, with total W, gets C + W i / m (i = 1..m), all scaled so
+    that the last rank is N / (N + 1)."""
+    order = np.argsort(col, kind="stable")
+    s, ws = col[order].astype(np.float64), w[order].astype(np.float64)
+    ranks, c, i = np.empty(s.size), 0.0, 0
+    while i < s.size:
+        m = int(np.sum(s == s[i]))
+        run = float(np.sum(ws[i : i + m]))
+        ranks[i : i + m] = c + run * np.arange(1, m + 1) / m
+        c, i = c + run, i + m
+    return s, ranks / c * s.size / (s.size + 1)
+
+
+def test_inverse_transform_inside_a_run_of_tied_points_follows_the_tie_rule(xp: ModuleType) -> None:
+    """``inv_transform`` at rank-space queries inside and beside a run of four tied, weighted points:
+    the run's weight is spread evenly over its positions (ranks C + W i / m, increasing), so the
+    inverse is numpy.interp on the tie rule's ranks.  A spread that is not increasing (the ranks
+    unsorted inside the run) sends queries into the wrong bin.
+
+    Queries: the midpoints of consecutive reference ranks and points a quarter of the way along.
+    Tolerance: each computed rank is within 16 eps (relative to its value <= 1) of the float64
+    reference (a pairwise cumulative sum of 7 weights, 3 levels, one product, two divisions, the
+    scaling); a query at least a quarter of a bin from its knots then stays in its bin, and the output
+    moves by at most slope * 2 * 16 eps plus one rounding of the output (eps * max|points|)."""
+    dt = _dtype(xp)
+    eps = float(np.finfo(dt).eps)
+    pts, w = _TIE_POINTS.astype(dt), _TIE_WEIGHTS.astype(dt)
+    _, inv = knotsafe.create_transforms(asarray(xp, pts, dt), asarray(xp, w, dt))
+    cols = [_tie_rule_ranks(pts[:, d], w) for d in range(2)]
+    u = np.stack([np.concatenate([t[:-1] + f * np.diff(t) for f in (0.25, 0.5, 0.75)]) for _, t in cols], axis=1)
+    got = to_numpy(inv(asarray(xp, u, dt)))
+    for d, (s, t) in enumerate(cols):
+        expected = np.interp(u[:, d].astype(dt).astype(np.float64), t, s)
+        slope = float(np.max(np.abs(np.diff(s)) / np.diff(t)))
+        bound = slope * 2 * 16 * eps + eps * float(np.max(np.abs(s)))
+        np.testing.assert_allclose(got[:, d], expected, rtol=0, atol=bound)
+
+
+@pytest.mark.parametrize("dt", ["float32", "float64"])
+def test_weighted_ranks_are_in_the_points_dtype_and_bitwise_equal_on_numpy_and_torch(dt: str) -> None:
+    """``rank_knots`` promises ranks in the computation dtype, bitwise equal on every backend (only
+    sorts, gathers, copies and elementwise IEEE operations of that dtype).  Weighted ranks with a
+    run of four ties (where the tie spread is computed) on NumPy and PyTorch: same dtype as the
+    points, the same bits, and within 16 eps of the float64 tie rule (see the inverse test above).
+    A spread computed in float64 on NumPy (PyTorch keeps float32) breaks the dtype and the bits."""
+    from knotsafe.transforms import rank_knots
+
+    torch = backend_module("torch")
+    import array_api_compat.numpy as cnp
+    import array_api_compat.torch as ctorch
+
+    pts, w = _TIE_POINTS.astype(dt), _TIE_WEIGHTS.astype(dt)
+    _, ranks_np = rank_knots(cnp, pts, w)
+    _, ranks_torch = rank_knots(ctorch, torch.asarray(pts), torch.asarray(w))
+    for d in range(pts.shape[1]):
+        r_np, r_torch = np.asarray(ranks_np[d]), to_numpy(ranks_torch[d])
+        assert r_np.dtype == np.dtype(dt) and r_torch.dtype == np.dtype(dt)
+        np.testing.assert_array_equal(r_np, r_torch)
+        _, expected = _tie_rule_ranks(pts[:, d], w)
+        np.testing.assert_allclose(r_np, expected, rtol=0, atol=16 * float(np.finfo(dt).eps))
+
+
+@pytest.mark.skip_xp_backend("dask", reason="complex dtypes are checked eagerly; tested on the eager backends")
+def test_complex_points_are_a_type_error_naming_points(xp: ModuleType) -> None:
+    """Complex ``points`` are a TypeError whose message names ``points`` (the argument the caller
+    passed), with or without weights."""
+    try:
+        pts = xp.asarray(np.array([[1.0 + 1.0j, 0.0], [2.0, 1.0j]]))
+    except (TypeError, ValueError):  # pragma: no cover - a backend without complex arrays
+        pytest.skip("no complex arrays")
+    with pytest.raises(TypeError, match=r"^`points` is complex"):
+        knotsafe.create_transforms(pts)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_strict_transforms_on_a_non_default_device(weighted: bool) -> None:
+    """array-api-strict points (and weights) on its second device: every array the rank transform
+    makes (the positions of the ranks and of the tie spread) is on that device (array-api-strict
+    refuses to mix devices), and the values are sort + numpy.interp on the tie rule's ranks
+    (unweighted: i / (N + 1)), within 16 eps (see the tie-run inverse test)."""
+    xp = backend_module("array_api_strict")
+    dev = xp.Device("device1")
+    w = _TIE_WEIGHTS if weighted else np.ones(len(_TIE_WEIGHTS))
+    tr, inv = knotsafe.create_transforms(
+        xp.asarray(_TIE_POINTS, device=dev), xp.asarray(w, device=dev) if weighted else None
+    )
+    q = np.array([[1.0, 2.5], [1.5, 0.75], [3.5, 4.5]])
+    u = np.array([[0.3, 0.2], [0.55, 0.6], [0.8, 0.85]])
+    got_f, got_i = tr(xp.asarray(q, device=dev)), inv(xp.asarray(u, device=dev))
+    assert got_f.device == dev and got_i.device == dev
+    for d in range(2):
+        s, t = _tie_rule_ranks(_TIE_POINTS[:, d], w)
+        slope = float(np.max(np.abs(np.diff(s)) / np.maximum(np.diff(t), 1e-300)))
+        eps = float(np.finfo(np.float64).eps)
+        np.testing.assert_allclose(to_numpy(got_f)[:, d], np.interp(q[:, d], s, t, left=0, right=1), atol=16 * eps)
+        np.testing.assert_allclose(to_numpy(got_i)[:, d], np.interp(u[:, d], t, s), atol=slope * 32 * eps + eps * 4)
