@@ -645,3 +645,52 @@ def test_strict_transforms_on_a_non_default_device(weighted: bool) -> None:
         eps = float(np.finfo(np.float64).eps)
         np.testing.assert_allclose(to_numpy(got_f)[:, d], np.interp(q[:, d], s, t, left=0, right=1), atol=16 * eps)
         np.testing.assert_allclose(to_numpy(got_i)[:, d], np.interp(u[:, d], t, s), atol=slope * 32 * eps + eps * 4)
+
+
+@pytest.mark.parametrize("span_ratio", [-1.0, 0.0, float("nan"), "x"])
+def test_kernel_span_ratio_is_checked(span_ratio: object) -> None:
+    """``span_ratio`` must be a positive real number: anything else raises, naming ``span_ratio``
+    (TypeError for a string, ValueError for a non-positive or NaN number)."""
+    pts = np.array([[0.0, 1.0], [2.0, 3.0], [4.0, 0.5]])
+    with pytest.raises((TypeError, ValueError), match="`span_ratio` must be a positive real number"):
+        knotsafe.create_transforms(pts, method="kernel", bandwidth=1.0, span_ratio=span_ratio)
+
+
+def test_kernel_span_ratio_below_the_data_span_gives_nan() -> None:
+    """A ``span_ratio`` below a column's ``(max - min) / bandwidth`` (here 4 / 0.25 = 16 > 2) sizes
+    the node grid too small for that column, which the docstring says gives NaN, never a number
+    computed on a grid that does not cover the data."""
+    pts = np.array([[0.0, 0.0], [1.0, 0.1], [4.0, 0.2], [2.5, 0.3]])
+    tr, _ = knotsafe.create_transforms(pts, method="kernel", bandwidth=0.25, span_ratio=2.0)
+    assert np.all(np.isnan(tr(np.array([[0.5, 0.15], [3.0, 0.05]]))[:, 0]))
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_half_precision_transforms_are_computed_in_float32(xp: ModuleType, weighted: bool) -> None:
+    """float16 points and queries: computed in float32 and rounded to float16 once, so each output
+    is within one float16 rounding (eps16 / 2 relative) plus the float32 computation's error of sort +
+    numpy.interp on the tie rule's ranks in float64.  Ranks or cumulative weights computed in float16
+    (300 points: positions above 2048 are not even representable, and a float16 cumulative sum of 300
+    weights is off by many float16 ulps) miss that bound.
+
+    Bound: the float32 ranks are within 16 eps32 of the reference (the tie-run test's bound, log2 300 <
+    9 levels of the pairwise sum included), the forward's slope is at most 1 / (N + 1) per smallest
+    gap between distinct float16 points, so with the float32 interpolation's own 4 eps32 the float32
+    value is within 64 eps32 (a generous multiple, far below eps16 = 2**-10); then one rounding."""
+    if not hasattr(xp, "float16"):
+        pytest.skip("no float16")
+    rng = np.random.default_rng(7)
+    pts = np.round(rng.normal(size=(300, 2)), 1).astype(np.float16)  # many ties
+    w = rng.uniform(0.1, 2.0, 300).astype(np.float16) if weighted else None
+    args = (asarray(xp, w, "float16"),) if w is not None else ()
+    tr, _ = knotsafe.create_transforms(asarray(xp, pts, "float16"), *args)
+    q = np.linspace(-2.5, 2.5, 41).astype(np.float16)
+    q2 = np.stack([q, q[::-1]], axis=1)
+    got = to_numpy(tr(asarray(xp, q2, "float16")))
+    assert got.dtype == np.float16
+    ww = w.astype(np.float64) if w is not None else np.ones(300)
+    for d in range(2):
+        s, t = _tie_rule_ranks(pts[:, d].astype(np.float64), ww)
+        expected = np.interp(q2[:, d].astype(np.float64), s, t, left=0.0, right=1.0)
+        bound = np.finfo(np.float16).eps / 2 * np.abs(expected) + 64 * np.finfo(np.float32).eps
+        assert np.all(np.abs(got[:, d].astype(np.float64) - expected) <= bound), d
