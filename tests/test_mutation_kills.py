@@ -698,3 +698,28 @@ def test_half_precision_transforms_are_computed_in_float32(xp: ModuleType, weigh
         expected = np.interp(q2[:, d].astype(np.float64), s, t, left=0.0, right=1.0)
         bound = np.finfo(np.float16).eps / 2 * np.abs(expected) + 64 * np.finfo(np.float32).eps
         assert np.all(np.abs(got[:, d].astype(np.float64) - expected) <= bound), d
+
+
+@pytest.mark.parametrize("bad", ["points", "weights"])
+def test_traced_bad_data_makes_every_transform_output_nan(bad: str) -> None:
+    """Under ``jax.jit`` the data cannot be read, so it is not checked; the docstring's promise is
+    that a non-finite point or a negative weight then makes every output of both transforms NaN,
+    never a plausible number (eagerly the same data raises)."""
+    jax = backend_module("jax")
+    jnp = jax.numpy
+    pts = np.array([[0.0, 1.0], [1.0, 3.0], [2.0, 2.0], [3.0, 0.5]])
+    w = np.array([1.0, 2.0, 0.5, 1.5])
+    if bad == "points":
+        pts[2, 1] = np.inf
+    else:
+        w[1] = -1.0
+    q = jnp.asarray([[0.5, 1.5], [2.5, 2.5]])
+
+    def both(p: object, ww: object, qq: object) -> tuple[object, object]:
+        tr, inv = knotsafe.create_transforms(p, ww)
+        return tr(qq), inv(qq / 4)
+
+    with pytest.raises(ValueError, match=f"`{bad}`"):
+        both(jnp.asarray(pts), jnp.asarray(w), q)
+    for out in jax.jit(both)(jnp.asarray(pts), jnp.asarray(w), q):
+        assert np.all(np.isnan(np.asarray(out)))
