@@ -723,3 +723,48 @@ def test_traced_bad_data_makes_every_transform_output_nan(bad: str) -> None:
         both(jnp.asarray(pts), jnp.asarray(w), q)
     for out in jax.jit(both)(jnp.asarray(pts), jnp.asarray(w), q):
         assert np.all(np.isnan(np.asarray(out)))
+
+
+def _kernel_table_inverse_grads(knot_grad: str, min_gap: float | None) -> tuple[np.ndarray, ...]:
+    """PyTorch gradients of ``sum(inv(u))`` of the kernel method's table inverse (``n_knots=16``)
+    with respect to the points and to ``u``; also the points and the outputs."""
+    torch = backend_module("torch")
+    rng = np.random.default_rng(11)
+    pts = rng.normal(size=(25, 2))
+    u = np.array([[0.05, 0.9], [0.3, 0.5], [0.62, 0.13], [0.97, 0.71], [0.5, 0.02]])
+    p_t = torch.asarray(pts, requires_grad=True)
+    u_t = torch.asarray(u, requires_grad=True)
+    _, inv = knotsafe.create_transforms(
+        p_t, method="kernel", bandwidth=0.4, n_knots=16, knot_grad=knot_grad, min_gap=min_gap
+    )
+    out = inv(u_t)
+    gp, gu = torch.autograd.grad(out.sum(), [p_t, u_t])
+    return pts, to_numpy(out), gp.numpy(), gu.numpy()
+
+
+def test_kernel_table_inverse_with_knot_grad_stop_moves_only_with_the_range() -> None:
+    """``knot_grad="stop"`` reaches the kernel method's table inverse ``interp(u, u(knots), knots)``
+    with ``knots = lo + linspace(0, 1, M) (hi - lo)`` (``lo``, ``hi`` the column's min and max): with
+    the table's u-knots stop-gradiented, each output ``a0 knots[j] + a1 knots[j+1]`` moves with the
+    points only through ``lo`` and ``hi``, so d sum(inv) / d points is ``sum_k (1 - s_k)`` at the
+    column's minimum, ``sum_k s_k`` at its maximum and 0 elsewhere, with ``s_k = (inv_k - lo) /
+    (hi - lo)``.  Tolerance: each ``s_k`` and each barycentric ``a0 frac_j + a1 frac_{j+1}`` is
+    within 8 eps of the exact value (a few roundings of numbers <= 1), summed over 5 queries."""
+    pts, out, gp, _ = _kernel_table_inverse_grads("stop", None)
+    expected = np.zeros_like(pts)
+    for d in range(2):
+        lo, hi = pts[:, d].min(), pts[:, d].max()
+        s = (out[:, d] - lo) / (hi - lo)
+        expected[np.argmin(pts[:, d]), d] = np.sum(1 - s)
+        expected[np.argmax(pts[:, d]), d] = np.sum(s)
+    np.testing.assert_allclose(gp, expected, rtol=0, atol=5 * 16 * np.finfo(np.float64).eps)
+
+
+def test_kernel_table_inverse_with_a_large_min_gap_has_zero_slope() -> None:
+    """``min_gap`` reaches the kernel method's table inverse: the table's u-knots lie in [0, 1], so
+    with ``min_gap=2`` every bin is a duplicate bin, whose slope is 0 by the contract: d inv / d u is
+    exactly 0 (and without ``min_gap`` it is the table's positive slope)."""
+    _, _, _, gu = _kernel_table_inverse_grads("exact", 2.0)
+    np.testing.assert_array_equal(gu, np.zeros_like(gu))
+    _, _, _, gu_default = _kernel_table_inverse_grads("exact", None)
+    assert np.all(gu_default > 0)
