@@ -768,3 +768,17 @@ def test_kernel_table_inverse_with_a_large_min_gap_has_zero_slope() -> None:
     np.testing.assert_array_equal(gu, np.zeros_like(gu))
     _, _, _, gu_default = _kernel_table_inverse_grads("exact", None)
     assert np.all(gu_default > 0)
+
+
+def test_queries_of_the_wrong_kind_are_errors_naming_q_or_u(xp: ModuleType) -> None:
+    """Each transform names its own argument: complex queries are a TypeError naming ``q``
+    (``transform``) or ``u`` (``inv_transform``); a wrong
+    shape is a ValueError naming it, with the expected shape."""
+    dt = _dtype(xp)
+    tr, inv = knotsafe.create_transforms(asarray(xp, _TIE_POINTS, dt))
+    cplx = xp.asarray(np.array([[1.0 + 1.0j, 0.5]]))
+    for f, name in ((tr, "q"), (inv, "u")):
+        with pytest.raises(TypeError, match=rf"^`{name}` is complex"):
+            f(cplx)
+        with pytest.raises(ValueError, match=rf"^`{name}` must have shape \(K, 2\), got \(2, 3\)"):
+            f(asarray(xp, np.zeros((2, 3)), dt))
