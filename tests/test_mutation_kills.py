@@ -782,3 +782,32 @@ def test_queries_of_the_wrong_kind_are_errors_naming_q_or_u(xp: ModuleType) -> N
             f(cplx)
         with pytest.raises(ValueError, match=rf"^`{name}` must have shape \(K, 2\), got \(2, 3\)"):
             f(asarray(xp, np.zeros((2, 3)), dt))
+
+
+@pytest.mark.parametrize("points_dt", ["float32", "float64"])
+@pytest.mark.parametrize("queries_dt", ["float32", "float64", "int32", "int64"])
+def test_transform_outputs_take_the_floating_dtype_of_queries_and_points(
+    xp: ModuleType, points_dt: str, queries_dt: str
+) -> None:
+    """The documented output dtype: floating queries join the points' dtype (float32 with float64
+    gives float64, either way round); integer queries take the points' dtype.  The values are
+    sort + numpy.interp on i / (N + 1) (unweighted), within 48 eps of the coarser of the two
+    dtypes (ranks rounded once in the points' dtype, a few roundings of the interpolation; values <= 3)."""
+    if not has_float64(xp) and "float64" in (points_dt, queries_dt):
+        pytest.skip("no float64")
+    pts = np.array([[0.0, 1.0], [1.0, 3.0], [2.0, 2.0], [3.0, 0.5]])
+    tr, inv = knotsafe.create_transforms(xp.asarray(pts.astype(points_dt)))
+    q = np.array([[1, 2], [2, 1], [0, 3]])
+    u = np.array([[0, 1], [1, 0], [0, 0]])
+    expected = np.result_type(points_dt, queries_dt) if queries_dt.startswith("float") else np.dtype(points_dt)
+    # The ranks and knots are computed in the points' dtype, the interpolation in the output's.
+    eps = max(float(np.finfo(expected).eps), float(np.finfo(points_dt).eps))
+    t = np.arange(1, 5) / 5
+    for f, a, ref in (
+        (tr, q, lambda c, x: np.interp(x, np.sort(pts[:, c]), t)),
+        (inv, u, lambda c, x: np.interp(x, t, np.sort(pts[:, c]))),
+    ):
+        got = to_numpy(f(xp.asarray(a.astype(queries_dt))))
+        assert got.dtype == expected
+        for c in range(2):
+            np.testing.assert_allclose(got[:, c], ref(c, a[:, c]), rtol=0, atol=16 * eps * 3)
