@@ -537,3 +537,277 @@ def test_kernel_only_arguments_with_the_rank_method_name_the_argument(name: str)
     pts = np.array([[0.0, 1.0], [2.0, 3.0], [4.0, 0.5]])
     with pytest.raises(TypeError, match=f"`{name}` applies to method='kernel' only"):
         knotsafe.create_transforms(pts, **{name: 2})
+
+
+# --- transforms.py (the 27 November transforms run) -------------------------------------------------
+
+# One column with a run of four tied points (weights 3, 0.7, 1.9, 0.2) between untied ones, and a
+# second column without ties; weights neither uniform nor dyadic, so every rank is rounded.
+_TIE_POINTS = np.array([[0.0, 4.0], [1.5, 0.5], [1.5, 2.25], [1.5, 3.0], [1.5, 1.0], [3.0, 5.5], [4.0, 2.0]])
+_TIE_WEIGHTS = np.array([0.3, 3.0, 0.7, 1.9, 0.2, 1.1, 0.45])
+
+
+def _tie_rule_ranks(col: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The sorted column and its ranks by the documented tie rule, run by run in float64: a run of m
+    tied points after cumulative weight C, with total W, gets C + W i / m (i = 1..m), all scaled so
+    that the last rank is N / (N + 1)."""
+    order = np.argsort(col, kind="stable")
+    s, ws = col[order].astype(np.float64), w[order].astype(np.float64)
+    ranks, c, i = np.empty(s.size), 0.0, 0
+    while i < s.size:
+        m = int(np.sum(s == s[i]))
+        run = float(np.sum(ws[i : i + m]))
+        ranks[i : i + m] = c + run * np.arange(1, m + 1) / m
+        c, i = c + run, i + m
+    return s, ranks / c * s.size / (s.size + 1)
+
+
+def test_inverse_transform_inside_a_run_of_tied_points_follows_the_tie_rule(xp: ModuleType) -> None:
+    """``inv_transform`` at rank-space queries inside and beside a run of four tied, weighted points:
+    the run's weight is spread evenly over its positions (ranks C + W i / m, increasing), so the
+    inverse is numpy.interp on the tie rule's ranks.  A spread that is not increasing (the ranks
+    unsorted inside the run) sends queries into the wrong bin.
+
+    Queries: the midpoints of consecutive reference ranks and points a quarter of the way along.
+    Tolerance: each computed rank is within 16 eps (relative to its value <= 1) of the float64
+    reference (a pairwise cumulative sum of 7 weights, 3 levels, one product, two divisions, the
+    scaling); a query at least a quarter of a bin from its knots then stays in its bin, and the output
+    moves by at most slope * 2 * 16 eps plus one rounding of the output (eps * max|points|)."""
+    dt = _dtype(xp)
+    eps = float(np.finfo(dt).eps)
+    pts, w = _TIE_POINTS.astype(dt), _TIE_WEIGHTS.astype(dt)
+    _, inv = knotsafe.create_transforms(asarray(xp, pts, dt), asarray(xp, w, dt))
+    cols = [_tie_rule_ranks(pts[:, d], w) for d in range(2)]
+    u = np.stack([np.concatenate([t[:-1] + f * np.diff(t) for f in (0.25, 0.5, 0.75)]) for _, t in cols], axis=1)
+    got = to_numpy(inv(asarray(xp, u, dt)))
+    for d, (s, t) in enumerate(cols):
+        expected = np.interp(u[:, d].astype(dt).astype(np.float64), t, s)
+        slope = float(np.max(np.abs(np.diff(s)) / np.diff(t)))
+        bound = slope * 2 * 16 * eps + eps * float(np.max(np.abs(s)))
+        np.testing.assert_allclose(got[:, d], expected, rtol=0, atol=bound)
+
+
+@pytest.mark.parametrize("dt", ["float32", "float64"])
+def test_weighted_ranks_are_in_the_points_dtype_and_bitwise_equal_on_numpy_and_torch(dt: str) -> None:
+    """``rank_knots`` promises ranks in the computation dtype, bitwise equal on every backend (only
+    sorts, gathers, copies and elementwise IEEE operations of that dtype).  Weighted ranks of 507
+    points with runs of ties (where the tie spread is computed) on NumPy and PyTorch: same dtype as
+    the points, the same bits, and within 16 eps of the float64 tie rule (see the inverse test
+    above).  A spread computed in float64 on NumPy (PyTorch keeps float32) breaks the dtype and the
+    bits; so do unstable sorts, which order the tied points (and so sum their weights) differently
+    on the two frameworks."""
+    from knotsafe.transforms import rank_knots
+
+    torch = backend_module("torch")
+    import array_api_compat.numpy as cnp
+    import array_api_compat.torch as ctorch
+
+    rng = np.random.default_rng(5)
+    pts = np.concatenate([_TIE_POINTS, np.round(rng.normal(size=(500, 2)), 1)]).astype(dt)
+    w = np.concatenate([_TIE_WEIGHTS, rng.uniform(0.1, 3.0, 500)]).astype(dt)
+    _, ranks_np = rank_knots(cnp, pts, w)
+    _, ranks_torch = rank_knots(ctorch, torch.asarray(pts), torch.asarray(w))
+    for d in range(pts.shape[1]):
+        r_np, r_torch = np.asarray(ranks_np[d]), to_numpy(ranks_torch[d])
+        assert r_np.dtype == np.dtype(dt) and r_torch.dtype == np.dtype(dt)
+        np.testing.assert_array_equal(r_np, r_torch)
+        _, expected = _tie_rule_ranks(pts[:, d], w)
+        np.testing.assert_allclose(r_np, expected, rtol=0, atol=16 * float(np.finfo(dt).eps))
+
+
+def test_complex_points_are_a_type_error_naming_points(xp: ModuleType) -> None:
+    """Complex ``points`` are a TypeError whose message names ``points`` (the argument the caller
+    passed), with or without weights."""
+    try:
+        pts = xp.asarray(np.array([[1.0 + 1.0j, 0.0], [2.0, 1.0j]]))
+    except (TypeError, ValueError):  # pragma: no cover - a backend without complex arrays
+        pytest.skip("no complex arrays")
+    with pytest.raises(TypeError, match=r"^`points` is complex"):
+        knotsafe.create_transforms(pts)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_strict_transforms_on_a_non_default_device(weighted: bool) -> None:
+    """array-api-strict points (and weights) on its second device: every array the rank transform
+    makes (the positions of the ranks and of the tie spread) is on that device (array-api-strict
+    refuses to mix devices), and the values are sort + numpy.interp on the tie rule's ranks
+    (unweighted: i / (N + 1)), within 16 eps (see the tie-run inverse test)."""
+    xp = backend_module("array_api_strict")
+    dev = xp.Device("device1")
+    w = _TIE_WEIGHTS if weighted else np.ones(len(_TIE_WEIGHTS))
+    tr, inv = knotsafe.create_transforms(
+        xp.asarray(_TIE_POINTS, device=dev), xp.asarray(w, device=dev) if weighted else None
+    )
+    q = np.array([[1.0, 2.5], [1.5, 0.75], [3.5, 4.5]])
+    u = np.array([[0.3, 0.2], [0.55, 0.6], [0.8, 0.85]])
+    got_f, got_i = tr(xp.asarray(q, device=dev)), inv(xp.asarray(u, device=dev))
+    assert got_f.device == dev and got_i.device == dev
+    for d in range(2):
+        s, t = _tie_rule_ranks(_TIE_POINTS[:, d], w)
+        slope = float(np.max(np.abs(np.diff(s)) / np.maximum(np.diff(t), 1e-300)))
+        eps = float(np.finfo(np.float64).eps)
+        np.testing.assert_allclose(to_numpy(got_f)[:, d], np.interp(q[:, d], s, t, left=0, right=1), atol=16 * eps)
+        np.testing.assert_allclose(to_numpy(got_i)[:, d], np.interp(u[:, d], t, s), atol=slope * 32 * eps + eps * 4)
+
+
+@pytest.mark.parametrize("span_ratio", [-1.0, 0.0, float("nan"), "x"])
+def test_kernel_span_ratio_is_checked(span_ratio: object) -> None:
+    """``span_ratio`` must be a positive real number: anything else raises, naming ``span_ratio``
+    (TypeError for a string, ValueError for a non-positive or NaN number)."""
+    pts = np.array([[0.0, 1.0], [2.0, 3.0], [4.0, 0.5]])
+    with pytest.raises((TypeError, ValueError), match="`span_ratio` must be a positive real number"):
+        knotsafe.create_transforms(pts, method="kernel", bandwidth=1.0, span_ratio=span_ratio)
+
+
+def test_kernel_span_ratio_below_the_data_span_gives_nan() -> None:
+    """A ``span_ratio`` below a column's ``(max - min) / bandwidth`` (here 4 / 0.25 = 16 > 2) sizes
+    the node grid too small for that column, which the docstring says gives NaN, never a number
+    computed on a grid that does not cover the data."""
+    pts = np.array([[0.0, 0.0], [1.0, 0.1], [4.0, 0.2], [2.5, 0.3]])
+    tr, _ = knotsafe.create_transforms(pts, method="kernel", bandwidth=0.25, span_ratio=2.0)
+    assert np.all(np.isnan(tr(np.array([[0.5, 0.15], [3.0, 0.05]]))[:, 0]))
+
+
+@pytest.mark.skip_xp_backend("jax", reason="5-8 s of eager dispatch; JAX half precision: test_edges.py")
+@pytest.mark.parametrize("weighted", [False, True])
+def test_half_precision_transforms_are_computed_in_float32(xp: ModuleType, weighted: bool) -> None:
+    """float16 points and queries: computed in float32 and rounded to float16 once, so each output
+    is within one float16 rounding (eps16 / 2 relative) plus the float32 computation's error of sort +
+    numpy.interp on the tie rule's ranks in float64.  Ranks or cumulative weights computed in float16
+    (300 points: positions above 2048 are not even representable, and a float16 cumulative sum of 300
+    weights is off by many float16 ulps) miss that bound.
+
+    Bound: the float32 ranks are within 16 eps32 of the reference (the tie-run test's bound, log2 300 <
+    9 levels of the pairwise sum included), the forward's slope is at most 1 / (N + 1) per smallest
+    gap between distinct float16 points, so with the float32 interpolation's own 4 eps32 the float32
+    value is within 64 eps32 (a generous multiple, far below eps16 = 2**-10); then one rounding."""
+    if not hasattr(xp, "float16"):
+        pytest.skip("no float16")
+    rng = np.random.default_rng(7)
+    pts = np.round(rng.normal(size=(300, 2)), 1).astype(np.float16)  # many ties
+    w = rng.uniform(0.1, 2.0, 300).astype(np.float16) if weighted else None
+    args = (asarray(xp, w, "float16"),) if w is not None else ()
+    tr, _ = knotsafe.create_transforms(asarray(xp, pts, "float16"), *args)
+    q = np.linspace(-2.5, 2.5, 41).astype(np.float16)
+    q2 = np.stack([q, q[::-1]], axis=1)
+    got = to_numpy(tr(asarray(xp, q2, "float16")))
+    assert got.dtype == np.float16
+    ww = w.astype(np.float64) if w is not None else np.ones(300)
+    for d in range(2):
+        s, t = _tie_rule_ranks(pts[:, d].astype(np.float64), ww)
+        expected = np.interp(q2[:, d].astype(np.float64), s, t, left=0.0, right=1.0)
+        bound = np.finfo(np.float16).eps / 2 * np.abs(expected) + 64 * np.finfo(np.float32).eps
+        assert np.all(np.abs(got[:, d].astype(np.float64) - expected) <= bound), d
+
+
+@pytest.mark.parametrize("bad", ["points", "weights"])
+def test_traced_bad_data_makes_every_transform_output_nan(bad: str) -> None:
+    """Under ``jax.jit`` the data cannot be read, so it is not checked; the docstring's promise is
+    that a non-finite point or a negative weight then makes every output of both transforms NaN,
+    never a plausible number (eagerly the same data raises)."""
+    jax = backend_module("jax")
+    jnp = jax.numpy
+    pts = np.array([[0.0, 1.0], [1.0, 3.0], [2.0, 2.0], [3.0, 0.5]])
+    w = np.array([1.0, 2.0, 0.5, 1.5])
+    if bad == "points":
+        pts[2, 1] = np.inf
+    else:
+        w[1] = -1.0
+    q = jnp.asarray([[0.5, 1.5], [2.5, 2.5]])
+
+    def both(p: object, ww: object, qq: object) -> tuple[object, object]:
+        tr, inv = knotsafe.create_transforms(p, ww)
+        return tr(qq), inv(qq / 4)
+
+    with pytest.raises(ValueError, match=f"`{bad}`"):
+        both(jnp.asarray(pts), jnp.asarray(w), q)
+    for out in jax.jit(both)(jnp.asarray(pts), jnp.asarray(w), q):
+        assert np.all(np.isnan(np.asarray(out)))
+
+
+def _kernel_table_inverse_grads(knot_grad: str, min_gap: float | None) -> tuple[np.ndarray, ...]:
+    """PyTorch gradients of ``sum(inv(u))`` of the kernel method's table inverse (``n_knots=16``)
+    with respect to the points and to ``u``; also the points and the outputs."""
+    torch = backend_module("torch")
+    rng = np.random.default_rng(11)
+    pts = rng.normal(size=(25, 2))
+    u = np.array([[0.05, 0.9], [0.3, 0.5], [0.62, 0.13], [0.97, 0.71], [0.5, 0.02]])
+    p_t = torch.asarray(pts, requires_grad=True)
+    u_t = torch.asarray(u, requires_grad=True)
+    _, inv = knotsafe.create_transforms(
+        p_t, method="kernel", bandwidth=0.4, n_knots=16, knot_grad=knot_grad, min_gap=min_gap
+    )
+    out = inv(u_t)
+    gp, gu = torch.autograd.grad(out.sum(), [p_t, u_t])
+    return pts, to_numpy(out), gp.numpy(), gu.numpy()
+
+
+def test_kernel_table_inverse_with_knot_grad_stop_moves_only_with_the_range() -> None:
+    """``knot_grad="stop"`` reaches the kernel method's table inverse ``interp(u, u(knots), knots)``
+    with ``knots = lo + linspace(0, 1, M) (hi - lo)`` (``lo``, ``hi`` the column's min and max): with
+    the table's u-knots stop-gradiented, each output ``a0 knots[j] + a1 knots[j+1]`` moves with the
+    points only through ``lo`` and ``hi``, so d sum(inv) / d points is ``sum_k (1 - s_k)`` at the
+    column's minimum, ``sum_k s_k`` at its maximum and 0 elsewhere, with ``s_k = (inv_k - lo) /
+    (hi - lo)``.  Tolerance: each ``s_k`` and each barycentric ``a0 frac_j + a1 frac_{j+1}`` is
+    within 8 eps of the exact value (a few roundings of numbers <= 1), summed over 5 queries."""
+    pts, out, gp, _ = _kernel_table_inverse_grads("stop", None)
+    expected = np.zeros_like(pts)
+    for d in range(2):
+        lo, hi = pts[:, d].min(), pts[:, d].max()
+        s = (out[:, d] - lo) / (hi - lo)
+        expected[np.argmin(pts[:, d]), d] = np.sum(1 - s)
+        expected[np.argmax(pts[:, d]), d] = np.sum(s)
+    np.testing.assert_allclose(gp, expected, rtol=0, atol=5 * 16 * np.finfo(np.float64).eps)
+
+
+def test_kernel_table_inverse_with_a_large_min_gap_has_zero_slope() -> None:
+    """``min_gap`` reaches the kernel method's table inverse: the table's u-knots lie in [0, 1], so
+    with ``min_gap=2`` every bin is a duplicate bin, whose slope is 0 by the contract: d inv / d u is
+    exactly 0 (and without ``min_gap`` it is the table's positive slope)."""
+    _, _, _, gu = _kernel_table_inverse_grads("exact", 2.0)
+    np.testing.assert_array_equal(gu, np.zeros_like(gu))
+    _, _, _, gu_default = _kernel_table_inverse_grads("exact", None)
+    assert np.all(gu_default > 0)
+
+
+def test_queries_of_the_wrong_kind_are_errors_naming_q_or_u(xp: ModuleType) -> None:
+    """Each transform names its own argument: complex queries are a TypeError naming ``q``
+    (``transform``) or ``u`` (``inv_transform``); a wrong
+    shape is a ValueError naming it, with the expected shape."""
+    dt = _dtype(xp)
+    tr, inv = knotsafe.create_transforms(asarray(xp, _TIE_POINTS, dt))
+    cplx = xp.asarray(np.array([[1.0 + 1.0j, 0.5]]))
+    for f, name in ((tr, "q"), (inv, "u")):
+        with pytest.raises(TypeError, match=rf"^`{name}` is complex"):
+            f(cplx)
+        with pytest.raises(ValueError, match=rf"^`{name}` must have shape \(K, 2\), got \(2, 3\)"):
+            f(asarray(xp, np.zeros((2, 3)), dt))
+
+
+@pytest.mark.parametrize("points_dt", ["float32", "float64"])
+@pytest.mark.parametrize("queries_dt", ["float32", "float64", "int32", "int64"])
+def test_transform_outputs_take_the_floating_dtype_of_queries_and_points(
+    xp: ModuleType, points_dt: str, queries_dt: str
+) -> None:
+    """The documented output dtype: floating queries join the points' dtype (float32 with float64
+    gives float64, either way round); integer queries take the points' dtype.  The values are
+    sort + numpy.interp on i / (N + 1) (unweighted), within 48 eps of the coarser of the two
+    dtypes (ranks rounded once in the points' dtype, a few roundings of the interpolation; values <= 3)."""
+    if not has_float64(xp) and "float64" in (points_dt, queries_dt):
+        pytest.skip("no float64")
+    pts = np.array([[0.0, 1.0], [1.0, 3.0], [2.0, 2.0], [3.0, 0.5]])
+    tr, inv = knotsafe.create_transforms(xp.asarray(pts.astype(points_dt)))
+    q = np.array([[1, 2], [2, 1], [0, 3]])
+    u = np.array([[0, 1], [1, 0], [0, 0]])
+    expected = np.result_type(points_dt, queries_dt) if queries_dt.startswith("float") else np.dtype(points_dt)
+    # The ranks and knots are computed in the points' dtype, the interpolation in the output's.
+    eps = max(float(np.finfo(expected).eps), float(np.finfo(points_dt).eps))
+    t = np.arange(1, 5) / 5
+    for f, a, ref in (
+        (tr, q, lambda c, x: np.interp(x, np.sort(pts[:, c]), t)),
+        (inv, u, lambda c, x: np.interp(x, t, np.sort(pts[:, c]))),
+    ):
+        got = to_numpy(f(xp.asarray(a.astype(queries_dt))))
+        assert got.dtype == expected
+        for c in range(2):
+            np.testing.assert_allclose(got[:, c], ref(c, a[:, c]), rtol=0, atol=16 * eps * 3)
