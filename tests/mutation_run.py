@@ -76,7 +76,7 @@ RUNS: dict[str, dict[str, object]] = {
     "hooks_dask": {
         "module": "src/knotsafe/_lib/_hooks_dask.py",
         "backends": "dask",
-        "tests": ["tests/test_dask.py"],
+        "tests": ["tests/test_dask.py", "tests/test_backends.py"],
     },
     "hooks_torch": {
         "module": "src/knotsafe/_lib/_hooks_torch.py",
@@ -137,12 +137,14 @@ RUNS: dict[str, dict[str, object]] = {
     # hand for the survivors (docs/mutation.md).
     "transforms": {
         "module": "src/knotsafe/transforms.py",
-        "backends": "numpy,torch",
+        # array-api-strict: its second device and its strict dtypes see mutants NumPy and PyTorch do not.
+        "backends": "numpy,torch,array_api_strict",
         "tests": [
             "tests/test_transforms.py",
             "tests/test_contract.py",
             "tests/test_contract_edges.py",
             "tests/test_kernel_cdf.py",  # method="kernel": most survivors of the 27 November run
+            _KILLS,  # the tests written for those survivors
         ],
     },
     # test_edges.py without its slowest tests that check no data (about 60 of its 96 s here: thread
