@@ -18,8 +18,10 @@ MUTANTS = {
     ),
     "dvalues_right": (
         R,
-        "a1 = xp.where(inside, w, xp.astype(fwd.at_end, x.dtype))",
-        "a1 = xp.where(inside, w, xp.astype(x >= knots[-1], x.dtype))",
+        # Above the range (not inside, d0 = x - k0 >= 0; NaN queries compare False) the last value
+        # keeps weight 1 whether or not `right` is given.
+        "a1 = xp.where(inside, w, xp.astype(fwd.at_end, w.dtype))",
+        "a1 = xp.where(inside, w, xp.astype(~inside & (fwd.d0 >= 0), w.dtype))",
     ),
     "dx_last_knot": (R, "inside = (x >= knots[0]) & (x < knots[-1])", "inside = (x >= knots[0]) & (x <= knots[-1])"),
     "factor_1e4": (R, "DUPLICATE_EPS_FACTOR = 8.0", "DUPLICATE_EPS_FACTOR = 1e4"),
