@@ -150,6 +150,7 @@ def test_device_is_preserved_on_array_api_strict() -> None:
         ({"knot_grad": "bogus"}, ValueError, "`knot_grad`"),
         ({"min_gap": -1.0}, ValueError, "`min_gap`"),
         ({"min_gap": "x"}, TypeError, "`min_gap`"),
+        ({"min_gap": "1e-8"}, TypeError, "`min_gap`"),
         ({"left": "x"}, TypeError, "`left`"),
         ({"right": [1.0, 2.0]}, TypeError, "`right`"),
     ],

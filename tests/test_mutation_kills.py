@@ -650,7 +650,7 @@ def test_strict_transforms_on_a_non_default_device(weighted: bool) -> None:
         np.testing.assert_allclose(to_numpy(got_i)[:, d], np.interp(u[:, d], t, s), atol=slope * 32 * eps + eps * 4)
 
 
-@pytest.mark.parametrize("span_ratio", [-1.0, 0.0, float("nan"), "x"])
+@pytest.mark.parametrize("span_ratio", [-1.0, 0.0, float("nan"), "x", "2"])
 def test_kernel_span_ratio_is_checked(span_ratio: object) -> None:
     """``span_ratio`` must be a positive real number: anything else raises, naming ``span_ratio``
     (TypeError for a string, ValueError for a non-positive or NaN number)."""

@@ -161,6 +161,8 @@ def check_optional_real(name: str, value: Any, *, positive: bool = False) -> flo
     if value is None:
         return None
     message = f"`{name}` must be a {'positive' if positive else 'non-negative'} real number or None, got {value!r}"
+    if isinstance(value, (str, bytes)):  # float() would parse "2": a string is a mistake, not a number
+        raise TypeError(message)
     try:
         out = float(value)
     except (TypeError, ValueError) as exc:
