@@ -289,11 +289,11 @@ def rank_knots(xp: ModuleType, points: Array, weights: Array | None) -> tuple[Ar
         order = xp.argsort(col, stable=True)
         k = xp.take(col, order)
         knots.append(k)
-        rank_rows.append(_weighted_ranks(xp, k, xp.take(w, order)))
+        rank_rows.append(_weighted_ranks(xp, consolidate, k, xp.take(w, order)))
     return xp.stack(knots), rank_rows
 
 
-def _weighted_ranks(xp: ModuleType, knots: Array, w: Array) -> Array:
+def _weighted_ranks(xp: ModuleType, consolidate: Callable[[Array], Array], knots: Array, w: Array) -> Array:
     """Cumulative weights with each tie run's total spread evenly over its positions.
 
     For a run of ``m`` equal knots at sorted positions ``s .. s + m - 1``,
@@ -312,7 +312,7 @@ def _weighted_ranks(xp: ModuleType, knots: Array, w: Array) -> Array:
     multiply-add (XLA on GPU does) has nothing to contract.
     """
     n = knots.shape[0]
-    cum = xp.concat([xp.zeros_like(w[:1]), _cumulative_sum(xp, hooks_for(xp).consolidate, w)])
+    cum = xp.concat([xp.zeros_like(w[:1]), _cumulative_sum(xp, consolidate, w)])
     start = xp.searchsorted(knots, knots, side="left")
     end = xp.searchsorted(knots, knots, side="right")
     position = xp.arange(1, n + 1, dtype=start.dtype, device=compat.device(knots)) - start
