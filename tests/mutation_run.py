@@ -35,6 +35,13 @@ _SECOND = [
     "tests/test_second_order.py::test_mixed_x_values_second_derivative",
 ]
 _KILLS = "tests/test_mutation_kills.py"
+# JAX compiles every operation again in each mutant's process (the plugin clears knotsafe's caches):
+# a persistent cache keyed on the program serves the programs a mutant leaves unchanged.
+_JAX_CACHE = {
+    "JAX_COMPILATION_CACHE_DIR": str(OUT / "jax-cache"),
+    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+    "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+}
 RUNS: dict[str, dict[str, object]] = {
     # The rule's code is the same on every backend; PyTorch reaches all of it (values, partials, both
     # directions of the Function, and the generic stop_gradient path through test_contract.py).
@@ -97,7 +104,7 @@ RUNS: dict[str, dict[str, object]] = {
     "hooks_jax_x64": {
         "module": "src/knotsafe/_lib/_hooks_jax.py",
         "backends": "jax",
-        "env": {"JAX_ENABLE_X64": "1"},
+        "env": {"JAX_ENABLE_X64": "1", **_JAX_CACHE},
         "tests": [
             _KILLS,
             "tests/test_point_classes.py::test_every_point_class[jax-float64-left_right-exact]",
@@ -109,7 +116,7 @@ RUNS: dict[str, dict[str, object]] = {
     "hooks_jax_x32": {
         "module": "src/knotsafe/_lib/_hooks_jax.py",
         "backends": "jax",
-        "env": {"JAX_ENABLE_X64": "0"},
+        "env": {"JAX_ENABLE_X64": "0", **_JAX_CACHE},
         "tests": [
             _KILLS,
             "tests/test_point_classes.py::test_every_point_class[jax-float32-left_right-exact]",
