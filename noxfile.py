@@ -105,13 +105,20 @@ def _env_python(session: nox.Session, env: str) -> str:
     return str(python)
 
 
+def _with_callers_flags(env: dict[str, str]) -> dict[str, str]:
+    """``env`` with the caller's own XLA_FLAGS after the session's (a later flag wins in XLA)."""
+    if "XLA_FLAGS" in env and os.environ.get("XLA_FLAGS"):
+        return {**env, "XLA_FLAGS": f"{env['XLA_FLAGS']} {os.environ['XLA_FLAGS']}"}
+    return env
+
+
 def _test_session(backend: dict[str, object]) -> None:
     name = str(backend["name"])
 
     def run(session: nox.Session) -> None:
         python = _env_python(session, str(backend["env"]))
         for extra in backend["env_runs"]:  # type: ignore[attr-defined]
-            env = {"KNOTSAFE_TEST_BACKENDS": name, **JAX_CACHE, **extra}
+            env = {"KNOTSAFE_TEST_BACKENDS": name, **JAX_CACHE, **_with_callers_flags(backend["test_env"]), **extra}
             session.run(python, "-m", "pytest", *PYTEST, *XDIST, *session.posargs, env=env, external=True)
 
     runs = " and ".join(" ".join(f"{k}={v}" for k, v in e.items()) or "once" for e in backend["env_runs"])  # type: ignore[attr-defined]

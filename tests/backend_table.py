@@ -24,6 +24,8 @@ namespace
 env_runs
     Environment variables of each pytest run of the session: the suite runs once per
     entry (JAX: float32 by default, then with x64).
+test_env
+    Environment variables of every pytest run of the session (JAX: :data:`JAX_TEST_XLA_FLAGS`).
 autodiff
     Whether the framework has autodiff that the suite drives.
 conformance
@@ -46,6 +48,15 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+#: XLA's CPU compiler options for the tests-jax session.  The suite runs JAX mostly eagerly, where
+#: XLA compiles every operation for every new shape: about 85% of that session's CPU went to
+#: compiling (2,725 compilations in tests/test_kernel_cdf.py alone).  Without the fusion emitters
+#: and LLVM's optimisations a compilation costs about a third (x64 suite, one process, no cache:
+#: 890 -> 413 CPU-s); the programs compute the same operations, unoptimised.  The conformance
+#: session keeps XLA's defaults, so the numbers users get are measured there (docs/conformance.md).
+#: Appended to, never replacing, the caller's own XLA_FLAGS (noxfile.py).
+JAX_TEST_XLA_FLAGS = "--xla_cpu_use_fusion_emitters=false --xla_backend_optimization_level=0"
+
 BACKENDS: tuple[dict[str, Any], ...] = (
     {
         "name": "numpy",
@@ -54,6 +65,7 @@ BACKENDS: tuple[dict[str, Any], ...] = (
         "module": "numpy",
         "namespace": "numpy",
         "env_runs": ({},),
+        "test_env": {},
         "autodiff": False,
         "conformance": ("numpy",),
         "bench": True,
@@ -66,6 +78,7 @@ BACKENDS: tuple[dict[str, Any], ...] = (
         "module": "array_api_strict",
         "namespace": "array_api_strict",
         "env_runs": ({},),
+        "test_env": {},
         "autodiff": False,
         "conformance": ("array_api_strict",),
         "bench": False,
@@ -78,6 +91,7 @@ BACKENDS: tuple[dict[str, Any], ...] = (
         "module": "dask",
         "namespace": "array_api_compat.dask.array",
         "env_runs": ({},),
+        "test_env": {},
         "autodiff": False,
         "conformance": (),
         "bench": False,
@@ -90,6 +104,7 @@ BACKENDS: tuple[dict[str, Any], ...] = (
         "module": "jax",
         "namespace": "jax.numpy",
         "env_runs": ({"JAX_ENABLE_X64": "0"}, {"JAX_ENABLE_X64": "1"}),
+        "test_env": {"XLA_FLAGS": JAX_TEST_XLA_FLAGS},
         "autodiff": True,
         "conformance": ("jax", "jax-x32"),
         "bench": True,
@@ -102,6 +117,7 @@ BACKENDS: tuple[dict[str, Any], ...] = (
         "module": "torch",
         "namespace": "torch",
         "env_runs": ({},),
+        "test_env": {},
         "autodiff": True,
         # torch-generic: PyTorch registered with only stop_gradient (the generic path).
         "conformance": ("torch", "torch-generic"),
