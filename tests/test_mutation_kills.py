@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import sys
+import warnings
 from types import ModuleType
 
 import array_api_compat
@@ -811,3 +812,118 @@ def test_transform_outputs_take_the_floating_dtype_of_queries_and_points(
         assert got.dtype == expected
         for c in range(2):
             np.testing.assert_allclose(got[:, c], ref(c, a[:, c]), rtol=0, atol=16 * eps * 3)
+
+
+# --- the _hooks_torch.py run on c5ff6b5 (docs/mutation.md, "_hooks_torch.py") ---------------------
+
+
+def test_torch_vmap_keeps_numpy_nan_retries() -> None:
+    """Under ``torch.func.vmap`` the forward still runs numpy's two NaN retries.
+
+    The PyTorch hooks skip the retries when one host read says the first estimate has no NaN; under
+    vmap that read raises (data-dependent control flow), and the answer must then be "maybe NaN",
+    so the retries run.  Infinite values make the first estimate NaN where numpy's retries do not:
+    ``inf - inf`` in the bin [1, 2) (second retry: equal end values give ``inf``) and ``-inf * 0.5
+    + inf`` in [2, 3) (first retry, from the upper end: ``inf``).  Expected: numpy.interp, exactly.
+    """
+    torch = backend_module("torch")
+    k, v = np.array([0.0, 1.0, 2.0, 3.0]), np.array([0.0, np.inf, np.inf, 1.0])
+    x = np.array([[0.5, 1.5, 2.5], [1.25, 1.0, 3.0]])
+    kt, vt = torch.asarray(k), torch.asarray(v)
+    got = torch.func.vmap(lambda row: knotsafe.interp(row, kt, vt))(torch.asarray(x))
+    np.testing.assert_array_equal(got.numpy(), np.interp(x, k, v))
+
+
+@pytest.mark.parametrize("grads", ["x", "knots", "values", "x,knots", "x,values", "knots,values", "x,knots,values"])
+def test_torch_reverse_mode_for_each_subset_of_inputs_requiring_a_gradient(grads: str) -> None:
+    """``torch.autograd.grad`` with respect to every subset of the inputs, the others plain tensors.
+
+    The PyTorch Function computes only the partials that a gradient of an input which may need one
+    reads (``needs``, from ``_plain_tensor``); a wrong ``needs`` entry leaves a partial that autograd
+    asks for an empty placeholder.  Expected: the contract's ``g @ d/dx``, ``g @ d/dknots``, ``g @
+    d/dvalues`` within the bounds of :func:`_expected_cotangent`.
+    """
+    torch = backend_module("torch")
+    dt = "float64"
+    x, k, v, *_ = _torch(dt)
+    which = grads.split(",")
+    args = {"x": x, "knots": k, "values": v}
+    for name in which:
+        args[name] = args[name].clone().requires_grad_()
+    g = np.linspace(-1.3, 1.7, X.size)  # no zero entry: every query's partials reach the gradient
+    out = knotsafe.interp(args["x"], args["knots"], args["values"])
+    got = torch.autograd.grad(out, [args[n] for n in which], grad_outputs=torch.asarray(g))
+    expected = dict(zip(("x", "knots", "values"), _expected_cotangent(dt, g, "exact"), strict=True))
+    for name, gi in zip(which, got, strict=True):
+        e, bound = expected[name]
+        assert np.all(np.abs(gi.numpy() - e) <= bound), (name, gi, e)
+
+
+@pytest.mark.parametrize("duals", ["x", "values", "x,knots,values"])
+def test_torch_forward_ad_dual_numbers_under_no_grad(duals: str) -> None:
+    """Forward mode (dual numbers) inside ``torch.no_grad()``: the contract's tangent.
+
+    ``no_grad`` disables reverse mode only; the Function's ``jvp`` then runs with gradients
+    disabled, and must still recompute the partials (the saved ones hold only those a reverse-mode
+    gradient of the inputs reads: with one dual input the others are empty placeholders).
+    Expected: the contract's output tangent, as in :func:`test_torch_forward_ad_dual_numbers_on_any_inputs`.
+    """
+    torch = backend_module("torch")
+    import torch.autograd.forward_ad as fwad
+
+    dt = "float64"
+    x, k, v, xt, kt, vt = _torch(dt)
+    which = duals.split(",")
+    expected, bound = _expected_tangent(
+        dt, X_T if "x" in which else None, knots="knots" in which, values="values" in which
+    )
+    with torch.no_grad(), fwad.dual_level():
+        args = {"x": x, "knots": k, "values": v}
+        for name, t in (("x", xt), ("knots", kt), ("values", vt)):
+            if name in which:
+                args[name] = fwad.make_dual(args[name], t)
+        got = fwad.unpack_dual(knotsafe.interp(args["x"], args["knots"], args["values"])).tangent
+    assert got is not None, "the output carries no tangent"
+    assert np.all(np.abs(got.numpy() - expected) <= bound), (got, expected)
+
+
+@pytest.mark.parametrize("dt", ["complex64", "complex128"])
+def test_torch_complex_values_with_infinite_imaginary_parts_keep_dtype_and_parts(dt: str) -> None:
+    """A finite non-zero real part beside an infinite or NaN imaginary part, in both complex dtypes.
+
+    These entries are built by the PyTorch ``complex_parts`` hook (PyTorch's complex arithmetic
+    mixes the parts).  Queries on the knots copy the values: numpy.interp gives them bit for bit,
+    and the result keeps the values' dtype.  Real parts 0.1 and 1/3 are not float32 numbers, so a
+    complex128 result built from float32 parts differs from numpy's.
+    """
+    torch = backend_module("torch")
+    real = "float32" if dt == "complex64" else "float64"
+    k = np.array([0.0, 1.0, 2.0, 3.0]).astype(real)
+    v = np.array([complex(0.1, np.inf), 2 + 5j, complex(1 / 3, -np.inf), complex(-0.7, np.nan)]).astype(dt)
+    got = knotsafe.interp(torch.asarray(k), torch.asarray(k), torch.asarray(v))
+    assert got.dtype == getattr(torch, dt)
+    ref = np.interp(k, k, v).astype(dt)  # numpy computes in complex128; on the knots it copies the values
+    np.testing.assert_array_equal(got.numpy().real, ref.real)
+    np.testing.assert_array_equal(got.numpy().imag, ref.imag)
+
+
+def test_torch_complex32_values_with_infinite_imaginary_parts_give_numpys_values() -> None:
+    """``torch.complex32`` values (float16 parts) with infinite or NaN imaginary parts: numpy's values.
+
+    The PyTorch ``complex_parts`` hook gets float32 parts (half precision is computed in float32)
+    and must cast both to one real dtype before ``torch.complex``.  Queries on the knots copy the
+    values, so numpy.interp on the exact complex64 upcast of the values is the reference, bit for
+    bit.  The output dtype is not asserted: it is complex128 today (see docs/mutation.md).
+    """
+    torch = backend_module("torch")
+    k = np.array([0.0, 1.0, 2.0, 3.0], dtype=np.float16)
+    parts = [complex(0.1, np.inf), 2 + 5j, complex(1 / 3, -np.inf), complex(-0.7, np.nan)]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "ComplexHalf support is experimental", UserWarning)
+        v = torch.asarray(np.array(parts, dtype=np.complex64)).to(torch.complex32)
+        got = knotsafe.interp(torch.asarray(k), torch.asarray(k), v)
+        v64 = v.to(torch.complex64).numpy()
+    ref = np.interp(k.astype(np.float64), k.astype(np.float64), v64.astype(np.complex128))
+    out = got.to(torch.complex128).numpy()
+    np.testing.assert_array_equal(out.real, ref.real)
+    np.testing.assert_array_equal(out.imag, ref.imag)
