@@ -910,10 +910,10 @@ def test_torch_complex_values_with_infinite_imaginary_parts_keep_dtype_and_parts
 def test_torch_complex32_values_with_infinite_imaginary_parts_give_numpys_values() -> None:
     """``torch.complex32`` values (float16 parts) with infinite or NaN imaginary parts: numpy's values.
 
-    The PyTorch ``complex_parts`` hook gets float32 parts (half precision is computed in float32)
-    and must cast both to one real dtype before ``torch.complex``.  Queries on the knots copy the
-    values, so numpy.interp on the exact complex64 upcast of the values is the reference, bit for
-    bit.  The output dtype is not asserted: it is complex128 today (see docs/mutation.md).
+    Half precision is computed in float32 (complex32 as complex64: the PyTorch ``complex_parts``
+    hook builds complex64 from float32 parts) and rounded back once, to complex32, as float16 real
+    data comes back float16.  Queries on the knots copy the values, so numpy.interp on the exact
+    complex64 upcast of the values is the reference, bit for bit.
     """
     torch = backend_module("torch")
     k = np.array([0.0, 1.0, 2.0, 3.0], dtype=np.float16)
@@ -924,6 +924,7 @@ def test_torch_complex32_values_with_infinite_imaginary_parts_give_numpys_values
         got = knotsafe.interp(torch.asarray(k), torch.asarray(k), v)
         v64 = v.to(torch.complex64).numpy()
     ref = np.interp(k.astype(np.float64), k.astype(np.float64), v64.astype(np.complex128))
+    assert got.dtype == torch.complex32  # it was complex128: the float64 parts of the hook promoted it
     out = got.to(torch.complex128).numpy()
     np.testing.assert_array_equal(out.real, ref.real)
     np.testing.assert_array_equal(out.imag, ref.imag)

@@ -79,7 +79,7 @@ def interp(
         (float32 stays float32; complex ``values`` give complex64 from float32
         parts and complex128 from float64), on the inputs' device.  float16
         and bfloat16 are computed in float32 (slopes, threshold) and rounded
-        back once.
+        back once (PyTorch's complex32 as complex64).
 
     Raises
     ------
@@ -160,7 +160,9 @@ def interp(
     real_values = xp_.real(values) if is_complex else values
     dtype = _dtypes.result_dtype(xp_, {"x": x, "knots": knots, "values": real_values})
     comp = _dtypes.compute_dtype(xp_, dtype)  # float32 for float16/bfloat16
-    vdtype = xp_.result_type(dtype, values.dtype) if is_complex else comp
+    # Complex values compute with parts in `comp` too (complex32 as complex64) and round back once.
+    out_complex = xp_.result_type(dtype, values.dtype) if is_complex else None
+    vdtype = xp_.result_type(comp, values.dtype) if is_complex else comp
     x, knots = (xp_.astype(a, comp, copy=False) for a in (x, knots))
     values = xp_.astype(values, vdtype, copy=False)
     if per is None:
@@ -182,7 +184,8 @@ def interp(
         # numpy's complex loop returns NaN + 0j for a NaN query (its one-knot
         # loop copies the value, as the kernel does).
         im = xp_.where(xp_.isnan(x), xp_.zeros_like(im), im)
-    return sig.combine(xp_, re, im, vdtype)
+    out = sig.combine(xp_, re, im, vdtype)
+    return out if vdtype == out_complex else xp_.astype(out, out_complex)
 
 
 def interp_checked(

@@ -163,7 +163,8 @@ class BackendHooks:
         shifted sums; identity elsewhere.  knotsafe calls it only on arrays
         the size of the knots or of the kernel node grid, never the queries.
     complex_parts
-        Optional ``(xp, re, im, dtype) -> re + i im`` with both parts exact, no
+        Optional ``(xp, re, im, dtype) -> re + i im`` of complex ``dtype``
+        (``re`` and ``im`` come in its part dtype) with both parts exact, no
         arithmetic between them (``torch.complex``), for a library whose
         complex arithmetic is not IEEE per part.  knotsafe builds complex
         results with the standard's arithmetic plus a table of constants;

@@ -150,9 +150,9 @@ def _erf(xp: Any, x: Any) -> Any:
 
 def _complex_parts(xp: Any, re: Any, im: Any, dtype: Any) -> Any:
     # torch.complex copies the parts; torch's complex addition would mix them
-    # ((1+0j) + (-0+inf j) is nan+inf j on the CPU).
-    real = torch.float32 if dtype == torch.complex64 else torch.float64
-    return torch.complex(re.to(real), im.to(real))
+    # ((1+0j) + (-0+inf j) is nan+inf j on the CPU).  The parts come in the
+    # part dtype of `dtype` (interp computes complex32 as complex64).
+    return torch.complex(re, im)
 
 
 def _is_concrete(a: Any) -> bool:
