@@ -54,7 +54,7 @@ from typing import Any
 #: and LLVM's optimisations a compilation costs about a third (x64 suite, one process, no cache:
 #: 890 -> 413 CPU-s); the programs compute the same operations, unoptimised.  The conformance
 #: session keeps XLA's defaults, so the numbers users get are measured there (docs/conformance.md).
-#: Appended to, never replacing, the caller's own XLA_FLAGS (noxfile.py).
+#: The caller's own XLA_FLAGS are kept, after these, so they win (noxfile.py).
 JAX_TEST_XLA_FLAGS = "--xla_cpu_use_fusion_emitters=false --xla_backend_optimization_level=0"
 
 BACKENDS: tuple[dict[str, Any], ...] = (
