@@ -7,6 +7,7 @@ Each checks a number the code under test did not produce: the contract's partial
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import math
 import sys
@@ -134,6 +135,12 @@ def test_torch_forward_ad_dual_numbers_on_any_inputs(duals: str) -> None:
     whichever inputs are dual, or its tangent would silently be dropped.
     """
     backend_module("torch")
+    _check_dual_tangent(duals, no_grad=False)
+
+
+def _check_dual_tangent(duals: str, *, no_grad: bool) -> None:
+    """interp of float64 dual numbers on the inputs named in ``duals``: the contract's output tangent."""
+    torch = backend_module("torch")
     import torch.autograd.forward_ad as fwad
 
     dt = "float64"
@@ -142,7 +149,7 @@ def test_torch_forward_ad_dual_numbers_on_any_inputs(duals: str) -> None:
     expected, bound = _expected_tangent(
         dt, X_T if "x" in which else None, knots="knots" in which, values="values" in which
     )
-    with fwad.dual_level():
+    with torch.no_grad() if no_grad else contextlib.nullcontext(), fwad.dual_level():
         args = {"x": x, "knots": k, "values": v}
         for name, t in (("x", xt), ("knots", kt), ("values", vt)):
             if name in which:
@@ -868,23 +875,7 @@ def test_torch_forward_ad_dual_numbers_under_no_grad(duals: str) -> None:
     gradient of the inputs reads: with one dual input the others are empty placeholders).
     Expected: the contract's output tangent, as in :func:`test_torch_forward_ad_dual_numbers_on_any_inputs`.
     """
-    torch = backend_module("torch")
-    import torch.autograd.forward_ad as fwad
-
-    dt = "float64"
-    x, k, v, xt, kt, vt = _torch(dt)
-    which = duals.split(",")
-    expected, bound = _expected_tangent(
-        dt, X_T if "x" in which else None, knots="knots" in which, values="values" in which
-    )
-    with torch.no_grad(), fwad.dual_level():
-        args = {"x": x, "knots": k, "values": v}
-        for name, t in (("x", xt), ("knots", kt), ("values", vt)):
-            if name in which:
-                args[name] = fwad.make_dual(args[name], t)
-        got = fwad.unpack_dual(knotsafe.interp(args["x"], args["knots"], args["values"])).tangent
-    assert got is not None, "the output carries no tangent"
-    assert np.all(np.abs(got.numpy() - expected) <= bound), (got, expected)
+    _check_dual_tangent(duals, no_grad=True)
 
 
 @pytest.mark.parametrize("dt", ["complex64", "complex128"])
