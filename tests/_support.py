@@ -8,7 +8,6 @@ conformance suite's autodiff driver (``conformance/_backends.py``).
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import os
 from collections.abc import Callable, Sequence
 from types import ModuleType
@@ -16,6 +15,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+
+from tests import backend_table
 
 
 def selected(name: str) -> bool:
@@ -26,7 +27,7 @@ def selected(name: str) -> bool:
     such a test runs once, in its own backend's session, and every one of them in a plain
     ``pytest`` run.
     """
-    if importlib.util.find_spec(name) is None:  # the backend names are their modules' names
+    if not backend_table.installed(name):
         return False
     wanted = os.environ.get("KNOTSAFE_TEST_BACKENDS")
     return not wanted or name in {w.strip() for w in wanted.split(",")}
@@ -37,7 +38,7 @@ def backend_module(name: str, module: str | None = None) -> Any:
     also skips in a session that does not select ``name`` (:func:`selected`)."""
     if not selected(name):
         pytest.skip(f"runs in the {name} session (KNOTSAFE_TEST_BACKENDS, installed frameworks)")
-    return importlib.import_module(module or name)
+    return importlib.import_module(module or backend_table.by_name(name)["module"])
 
 
 def only_in_session_of(*names: str) -> pytest.MarkDecorator:

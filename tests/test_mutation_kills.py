@@ -8,7 +8,6 @@ Each checks a number the code under test did not produce: the contract's partial
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import math
 import sys
 import warnings
@@ -21,6 +20,7 @@ import pytest
 import knotsafe
 from knotsafe import backends
 from knotsafe._lib._rule import InterpRule
+from tests import backend_table
 from tests._contract import contract_partials, contract_threshold
 from tests._support import AutoDiff, asarray, backend_module, backend_name, has_float64, to_numpy
 
@@ -478,7 +478,7 @@ def test_generic_is_concrete_is_false_only_for_lazy_arrays() -> None:
     da = backend_module("dask", "dask.array")
     assert not backends.generic_is_concrete(da.ones(3, chunks=2))
     assert backends.generic_is_concrete(np.ones(3))
-    if importlib.util.find_spec("array_api_strict") is not None:  # not in the dask session's environment
+    if backend_table.installed("array_api_strict"):  # not in the dask session's environment
         import array_api_strict
 
         assert backends.generic_is_concrete(array_api_strict.ones(3))
