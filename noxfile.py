@@ -64,14 +64,9 @@ XDIST = ("-n", "2", "--dist", "worksteal")
 #: JAX's persistent compilation cache, in the ignored .nox/ folder: JAX compiles every operation
 #: for every new shape and dtype (about 0.1 s of CPU each on a small machine), and the same
 #: compilations recur in the other xdist worker, the 8-device sharding subprocess and the
-#: conformance session.  Every compilation is cached (no minimum time or size); the cache is
-#: keyed on the program, the JAX version, the flags and the devices, so a hit runs the program
-#: XLA would have compiled.  Delete .nox/jax-cache to start from nothing.
-JAX_CACHE = {
-    "JAX_COMPILATION_CACHE_DIR": str(ROOT / ".nox" / "jax-cache"),
-    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-    "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
-}
+#: conformance session (every program is cached: ``jax_cache_env`` in tests/backend_table.py).
+#: Delete .nox/jax-cache to start from nothing.
+JAX_CACHE = TABLE.jax_cache_env(ROOT / ".nox" / "jax-cache")
 
 
 def _install(session: nox.Session, *packages: str) -> None:

@@ -141,6 +141,20 @@ def installed(name: str) -> bool:
     return importlib.util.find_spec(by_name(name)["module"]) is not None
 
 
+def jax_cache_env(directory: Path | str) -> dict[str, str]:
+    """Environment variables for JAX's persistent compilation cache in ``directory``, caching every program.
+
+    No minimum compile time or size: the suites compile many small programs.  The cache is keyed on
+    the program, the JAX version, the flags and the devices, so a hit runs the program XLA would
+    have compiled.
+    """
+    return {
+        "JAX_COMPILATION_CACHE_DIR": str(directory),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+    }
+
+
 def load() -> ModuleType:
     """This module, loaded by path (for callers that cannot import ``tests``)."""
     mod = sys.modules.get("knotsafe_backend_table")

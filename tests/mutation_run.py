@@ -25,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+from backend_table import jax_cache_env  # run as a script: its own folder, tests/, is on sys.path
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "build" / "mutation"
 
@@ -37,11 +39,7 @@ _SECOND = [
 _KILLS = "tests/test_mutation_kills.py"
 # JAX compiles every operation again in each mutant's process (the plugin clears knotsafe's caches):
 # a persistent cache keyed on the program serves the programs a mutant leaves unchanged.
-_JAX_CACHE = {
-    "JAX_COMPILATION_CACHE_DIR": str(OUT / "jax-cache"),
-    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-    "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
-}
+_JAX_CACHE = jax_cache_env(OUT / "jax-cache")
 RUNS: dict[str, dict[str, object]] = {
     # The rule's code is the same on every backend; PyTorch reaches all of it (values, partials, both
     # directions of the Function, and the generic stop_gradient path through test_contract.py).

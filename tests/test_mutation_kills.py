@@ -134,7 +134,6 @@ def test_torch_forward_ad_dual_numbers_on_any_inputs(duals: str) -> None:
     (``_plain_tensor``); a dual number with a tangent must never be taken for a plain tensor,
     whichever inputs are dual, or its tangent would silently be dropped.
     """
-    backend_module("torch")
     _check_dual_tangent(duals, no_grad=False)
 
 

@@ -184,8 +184,7 @@ def interp(
         # numpy's complex loop returns NaN + 0j for a NaN query (its one-knot
         # loop copies the value, as the kernel does).
         im = xp_.where(xp_.isnan(x), xp_.zeros_like(im), im)
-    out = sig.combine(xp_, re, im, vdtype)
-    return out if vdtype == out_complex else xp_.astype(out, out_complex)
+    return xp_.astype(sig.combine(xp_, re, im, vdtype), out_complex, copy=False)
 
 
 def interp_checked(
