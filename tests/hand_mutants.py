@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-R = "src/knotsafe/_lib/_rule.py"
+R = "src/knotsafe/_lib/rule.py"
 T = "src/knotsafe/transforms.py"
 MUTANTS = {
     "left_needs_right": (

@@ -20,10 +20,10 @@ import pytest
 
 @pytest.fixture(autouse=True)
 def _fresh_backend_caches() -> None:
-    registry = sys.modules.get("knotsafe._lib._registry")
+    registry = sys.modules.get("knotsafe._lib.backends.registry")
     if registry is not None:
         registry._cache.clear()
-    jax_hooks = sys.modules.get("knotsafe._lib._hooks_jax")
+    jax_hooks = sys.modules.get("knotsafe._lib.backends.jax_hooks")
     if jax_hooks is not None:
         clear = getattr(jax_hooks._custom_interp, "cache_clear", None)
         if clear is not None:

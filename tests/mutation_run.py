@@ -44,7 +44,7 @@ RUNS: dict[str, dict[str, object]] = {
     # The rule's code is the same on every backend; PyTorch reaches all of it (values, partials, both
     # directions of the Function, and the generic stop_gradient path through test_contract.py).
     "rule": {
-        "module": "src/knotsafe/_lib/_rule.py",
+        "module": "src/knotsafe/_lib/rule.py",
         "backends": "torch",
         # The second-order tests kill the mutants that change only the partials' own derivatives.
         "tests": [
@@ -59,14 +59,14 @@ RUNS: dict[str, dict[str, object]] = {
     # The standard-only hooks: array-api-strict uses every one of them; PyTorch reaches
     # generic_linearize through the generic stop_gradient path of test_contract.py.
     "hooks": {
-        "module": "src/knotsafe/_lib/_hooks.py",
+        "module": "src/knotsafe/_lib/backends/hooks.py",
         "backends": "torch,array_api_strict",
         "tests": ["tests/test_contract.py", "tests/test_backends.py", _KILLS],
     },
     # test_contract_edges.py has the NumPy hooks' own tests (name, forward bitwise, scatter-add dtypes);
     # test_mutation_kills.py the erf hook (SciPy's and, without SciPy, the standard one).
     "hooks_numpy": {
-        "module": "src/knotsafe/_lib/_hooks_numpy.py",
+        "module": "src/knotsafe/_lib/backends/numpy_hooks.py",
         "backends": "numpy",
         "tests": [
             "tests/test_contract_edges.py",
@@ -79,12 +79,12 @@ RUNS: dict[str, dict[str, object]] = {
     # The Dask hooks only change the task graph, never a value: test_dask.py bounds the graph sizes
     # (a gather or scan on a chunked array multiplies the tasks) and compares with NumPy bitwise.
     "hooks_dask": {
-        "module": "src/knotsafe/_lib/_hooks_dask.py",
+        "module": "src/knotsafe/_lib/backends/dask_hooks.py",
         "backends": "dask",
         "tests": ["tests/test_dask.py", "tests/test_backends.py"],
     },
     "hooks_torch": {
-        "module": "src/knotsafe/_lib/_hooks_torch.py",
+        "module": "src/knotsafe/_lib/backends/torch_hooks.py",
         "backends": "torch",
         "tests": [
             _KILLS,
@@ -100,7 +100,7 @@ RUNS: dict[str, dict[str, object]] = {
     # second derivatives.  float64 (x64) reaches every branch the float32 run does; the x32 run
     # checks the hooks where JAX computes in float32.
     "hooks_jax_x64": {
-        "module": "src/knotsafe/_lib/_hooks_jax.py",
+        "module": "src/knotsafe/_lib/backends/jax_hooks.py",
         "backends": "jax",
         "env": {"JAX_ENABLE_X64": "1", **_JAX_CACHE},
         "tests": [
@@ -112,7 +112,7 @@ RUNS: dict[str, dict[str, object]] = {
         ],
     },
     "hooks_jax_x32": {
-        "module": "src/knotsafe/_lib/_hooks_jax.py",
+        "module": "src/knotsafe/_lib/backends/jax_hooks.py",
         "backends": "jax",
         "env": {"JAX_ENABLE_X64": "0", **_JAX_CACHE},
         "tests": [
@@ -125,14 +125,14 @@ RUNS: dict[str, dict[str, object]] = {
     # differently: is_concrete, the NaN-retry shortcut) against the compile tests, which the
     # hooks_torch run leaves out for their cost: only these functions' mutants are run.
     "hooks_torch_compile": {
-        "module": "src/knotsafe/_lib/_hooks_torch.py",
+        "module": "src/knotsafe/_lib/backends/torch_hooks.py",
         "backends": "torch",
         "tests": ["tests/test_torch_compile.py"],
         "mutants": [
-            "knotsafe._lib._hooks_torch.x__linearize__mutmut_*",
-            "knotsafe._lib._hooks_torch.x__is_concrete__mutmut_*",
-            "knotsafe._lib._hooks_torch.x__any_nan_reader__mutmut_*",
-            "knotsafe._lib._hooks_torch.x_make_hooks__mutmut_*",
+            "knotsafe._lib.backends.torch_hooks.x__linearize__mutmut_*",
+            "knotsafe._lib.backends.torch_hooks.x__is_concrete__mutmut_*",
+            "knotsafe._lib.backends.torch_hooks.x__any_nan_reader__mutmut_*",
+            "knotsafe._lib.backends.torch_hooks.x_make_hooks__mutmut_*",
         ],
     },
     # The transforms' edges (the argument an error names, xp= with Python data, min_gap and
@@ -158,7 +158,7 @@ RUNS: dict[str, dict[str, object]] = {
     # The weight, kernel and mesh error tests and array-api-strict (no astype(..., None)) kill every
     # non-equivalent survivor of the 27 November run (docs/mutation.md); they are fast.
     "checks": {
-        "module": "src/knotsafe/_lib/_checks.py",
+        "module": "src/knotsafe/_lib/validation/checks.py",
         "backends": "numpy,torch,array_api_strict",
         "tests": [
             "tests/test_transforms.py::test_bad_input_names_the_argument",
@@ -182,7 +182,7 @@ RUNS: dict[str, dict[str, object]] = {
 _JAX_JVP = "return out, p.tangent(x_dot, knots_dot, values_dot)"
 _JAX_OUT = "out = interp(x, knots, values, jax.lax.stop_gradient(out))"
 HAND: dict[str, list[tuple[str, str]]] = {
-    "src/knotsafe/_lib/_hooks_jax.py": [
+    "src/knotsafe/_lib/backends/jax_hooks.py": [
         (_JAX_JVP, "return out, p.tangent(None, knots_dot, values_dot)"),
         (_JAX_JVP, "return out, p.tangent(x_dot, None, values_dot)"),
         (_JAX_JVP, "return out, p.tangent(x_dot, knots_dot, None)"),

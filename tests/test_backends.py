@@ -15,6 +15,7 @@ import pytest
 
 import knotsafe
 from knotsafe import backends
+from knotsafe._lib.backends import registry
 from knotsafe.backends import BackendHooks, generic_linearize, generic_scatter_add, hooks_for
 from knotsafe.testing import knot_cases
 from tests._support import AutoDiff, asarray, backend_name, has_float64, to_numpy
@@ -34,7 +35,7 @@ def test_builtin_hooks_are_found_and_cached(xp: ModuleType) -> None:
 
 def test_lookup_is_thread_safe(xp: ModuleType) -> None:
     ns = _compat(xp)
-    backends._cache.clear()
+    registry._cache.clear()
     found: list[BackendHooks] = []
     threads = [threading.Thread(target=lambda: found.append(hooks_for(ns))) for _ in range(8)]
     for t in threads:
@@ -151,7 +152,7 @@ def test_entry_point_is_loaded_lazily_by_namespace_name(monkeypatch: pytest.Monk
         assert group == "knotsafe.backends"
         return [FakeEntryPoint()]
 
-    monkeypatch.setattr(backends.metadata, "entry_points", fake_entry_points)
+    monkeypatch.setattr(registry.metadata, "entry_points", fake_entry_points)
     with pytest.warns(UserWarning, match="other_lib_without_entry"):
         hooks_for(_fake_namespace("other_lib_without_entry"))
     assert loaded == []

@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 
 from knotsafe import rectangular
+from knotsafe._lib import mesh as mesh_lib
+from knotsafe._lib.backends import registry
 from knotsafe.testing import lens_grid
 from tests._support import DASK_SESSION_MARKS
 
@@ -43,7 +45,7 @@ def _dask_mesh(data: np.ndarray, over: np.ndarray, w: np.ndarray | None) -> tupl
 
 
 def _dask_normalisation(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    mu, scale = rectangular._normalisation(cda, da.from_array(data, chunks=(100, 2)))
+    mu, scale = mesh_lib.normalisation(cda, registry.hooks_for(cda), da.from_array(data, chunks=(100, 2)))
     return np.asarray(mu.compute(scheduler="sync")), np.asarray(scale.compute(scheduler="sync"))
 
 
@@ -57,7 +59,7 @@ def test_dask_mesh_is_numpy_mesh_with_dasks_normalisation(
     data, over, w = _grid(rotation)
     got = _dask_mesh(data, over, w if weighted else None)
     mu, scale = _dask_normalisation(data)
-    monkeypatch.setattr(rectangular, "_normalisation", lambda xp, d: (xp.asarray(mu), xp.asarray(scale)))
+    monkeypatch.setattr(mesh_lib, "normalisation", lambda xp, hooks, d: (xp.asarray(mu), xp.asarray(scale)))
     want = rectangular.mappings_weights(N_MESH, data, over, w if weighted else None)
     np.testing.assert_array_equal(got[0], want[0])
     np.testing.assert_array_equal(got[1], want[1])
@@ -131,7 +133,7 @@ def test_weighted_mesh_on_dask_differs_only_where_ties_differ(rotation: float) -
     on the rotated grid runs change and those rows move by up to ~5e-3 (docs/edge-inputs.md).
     """
     data, over, w = _grid(rotation)
-    mu0, scale0 = rectangular._normalisation(np, data)
+    mu0, scale0 = mesh_lib.normalisation(np, registry.hooks_for(np), data)
     mu1, scale1 = _dask_normalisation(data)
     z_np, z_dask = (data - mu0) / scale0, (data - mu1) / scale1
     affected, changed_points = _affected_rows(z_np, z_dask, (over - mu0) / scale0)

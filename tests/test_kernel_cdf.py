@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 import knotsafe
-from knotsafe._lib import _kernel_nodes, _special
+from knotsafe._lib.backends import erf as _special
+from knotsafe._lib.kde import nodes as _kernel_nodes
 from knotsafe.backends import hooks_for
 from tests import _support
 from tests.pyautoarray_kernel import kernel_cdf

@@ -19,7 +19,8 @@ import pytest
 
 import knotsafe
 from knotsafe import backends
-from knotsafe._lib._rule import InterpRule
+from knotsafe._lib.backends import registry
+from knotsafe._lib.rule import InterpRule
 from tests import backend_table
 from tests._contract import contract_partials, contract_threshold
 from tests._support import AutoDiff, asarray, backend_module, backend_name, has_float64, to_numpy
@@ -488,7 +489,7 @@ def test_numpy_erf_without_scipy_is_the_standard_erf(monkeypatch: pytest.MonkeyP
     to the standard-only one and still matches ``math.erf`` (to 4 eps; |erf| <= 1)."""
     import array_api_compat.numpy as cnp
 
-    from knotsafe._lib import _hooks_numpy
+    from knotsafe._lib.backends import numpy_hooks as _hooks_numpy
 
     monkeypatch.setattr(_hooks_numpy, "_scipy_erf", None)  # not looked up yet in this process
     monkeypatch.setitem(sys.modules, "scipy.special", None)  # importing it raises ImportError
@@ -603,7 +604,7 @@ def test_weighted_ranks_are_in_the_points_dtype_and_bitwise_equal_on_numpy_and_t
     above).  A spread computed in float64 on NumPy (PyTorch keeps float32) breaks the dtype and the
     bits; so do unstable sorts, which order the tied points (and so sum their weights) differently
     on the two frameworks."""
-    from knotsafe.transforms import rank_knots
+    from knotsafe._lib.ranks import rank_knots
 
     torch = backend_module("torch")
     import array_api_compat.numpy as cnp
@@ -612,8 +613,8 @@ def test_weighted_ranks_are_in_the_points_dtype_and_bitwise_equal_on_numpy_and_t
     rng = np.random.default_rng(5)
     pts = np.concatenate([_TIE_POINTS, np.round(rng.normal(size=(500, 2)), 1)]).astype(dt)
     w = np.concatenate([_TIE_WEIGHTS, rng.uniform(0.1, 3.0, 500)]).astype(dt)
-    _, ranks_np = rank_knots(cnp, pts, w)
-    _, ranks_torch = rank_knots(ctorch, torch.asarray(pts), torch.asarray(w))
+    _, ranks_np = rank_knots(cnp, registry.hooks_for(cnp), pts, w)
+    _, ranks_torch = rank_knots(ctorch, registry.hooks_for(ctorch), torch.asarray(pts), torch.asarray(w))
     for d in range(pts.shape[1]):
         r_np, r_torch = np.asarray(ranks_np[d]), to_numpy(ranks_torch[d])
         assert r_np.dtype == np.dtype(dt) and r_torch.dtype == np.dtype(dt)

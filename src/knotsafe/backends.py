@@ -8,9 +8,9 @@ the :class:`BackendHooks` object that :func:`hooks_for` returns for the
 caller's namespace.
 
 The protocol and its standard-only implementations live in
-``knotsafe._lib._hooks``, the registry in ``knotsafe._lib._registry`` and the
-framework overrides in ``knotsafe._lib._hooks_numpy``, ``_hooks_jax`` and
-``_hooks_torch``; this module re-exports the public names.
+``knotsafe._lib.backends.hooks``, the registry in ``knotsafe._lib.backends.registry``
+and the framework overrides in ``knotsafe._lib.backends.<framework>_hooks``; this
+module re-exports the public names.
 
 Hooks are built lazily: a built-in backend's factory runs (and imports its
 framework) only the first time an array of that framework is seen, so
@@ -24,33 +24,33 @@ hooks and a one-time warning.
 
 from __future__ import annotations
 
-from importlib import metadata as metadata  # tests patch entry_points here
-
-from knotsafe._lib._hooks import (
+from knotsafe._lib.backends.hooks import (
     BackendHooks,
+    Forward,
+    Linearize,
     generic_erf,
     generic_is_concrete,
-    generic_linearize,
     generic_safe_slope,
     generic_scatter_add,
     generic_searchsorted,
     generic_take,
 )
-from knotsafe._lib._hooks import Forward as Forward
-from knotsafe._lib._hooks import Linearize as Linearize
-from knotsafe._lib._registry import _BUILTINS as _BUILTINS
-from knotsafe._lib._registry import ENTRY_POINT_GROUP as ENTRY_POINT_GROUP
-from knotsafe._lib._registry import HooksFactory as HooksFactory
-from knotsafe._lib._registry import _cache as _cache
-from knotsafe._lib._registry import (
+from knotsafe._lib.backends.registry import (
+    ENTRY_POINT_GROUP,
+    HooksFactory,
     hooks_for,
     register,
     registered,
     unregister,
 )
+from knotsafe._lib.rule import generic_linearize
 
 __all__ = [
+    "ENTRY_POINT_GROUP",
     "BackendHooks",
+    "Forward",
+    "HooksFactory",
+    "Linearize",
     "generic_erf",
     "generic_is_concrete",
     "generic_linearize",

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from types import ModuleType
-from typing import Any, Literal
+from typing import Any
 
-from knotsafe._lib import _checks, _dtypes, _namespace
-from knotsafe._lib import _signature as sig
-from knotsafe._lib._registry import hooks_for
-from knotsafe._lib._rule import InterpRule
+from knotsafe._lib import signature as sig
+from knotsafe._lib.backends.registry import hooks_for
+from knotsafe._lib.interpolate import interpolate
+from knotsafe._lib.rule import KnotGrad
+from knotsafe._lib.validation import checks as _checks
+from knotsafe._lib.validation import dtypes as _dtypes
+from knotsafe._lib.validation import namespace as _namespace
 
 __all__ = ["interp"]
 
 Array = Any
-KnotGrad = Literal["exact", "stop"]
 
 
 def interp(
@@ -95,7 +97,7 @@ def interp(
 
     Notes
     -----
-    Gradient behaviour (the rule lives in :mod:`knotsafe._lib._rule`):
+    Gradient behaviour (the rule lives in :mod:`knotsafe._lib.rule`):
 
     * ``d/dx`` is the slope of the bin numpy uses, ``[knots[j],
       knots[j+1])`` with ``knots[j] <= x < knots[j+1]``; 0 outside
@@ -173,8 +175,10 @@ def interp(
             raise ValueError("`knots` must be finite (no NaN or inf) when `period` is given")
         x, knots, values = sig.wrap_periodic(xp_, x, knots, values, per)
 
+    hooks = hooks_for(xp_)
+
     def kernel(v: Array, lo: float | None, hi: float | None) -> Array:
-        return interp_checked(xp_, x, knots, v, left=lo, right=hi, knot_grad=knot_grad, min_gap=gap)
+        return interpolate(xp_, hooks, x, knots, v, left=lo, right=hi, knot_grad=knot_grad, min_gap=gap)
 
     if not is_complex:
         return xp_.astype(kernel(values, lo, hi), dtype, copy=False)  # type: ignore[arg-type]
@@ -185,36 +189,3 @@ def interp(
         # loop copies the value, as the kernel does).
         im = xp_.where(xp_.isnan(x), xp_.zeros_like(im), im)
     return xp_.astype(sig.combine(xp_, re, im, vdtype), out_complex, copy=False)
-
-
-def interp_checked(
-    xp: ModuleType,
-    x: Array,
-    knots: Array,
-    values: Array,
-    *,
-    left: float | None,
-    right: float | None,
-    knot_grad: str,
-    min_gap: float | None,
-) -> Array:
-    """:func:`interp` on validated arrays of one namespace and dtype."""
-    hooks = hooks_for(xp)
-    shape = x.shape
-    flat = xp.reshape(x, (-1,))
-    single = knots.shape[0] == 1
-    if single:
-        # One knot is the degenerate bin [k, k]: the general code handles it.
-        knots = xp.concat([knots, knots])
-        values = xp.concat([values, values])
-    rule = InterpRule(xp, hooks, left, right, knot_grad, min_gap)
-    if hooks.differentiable:
-        out = hooks.linearize(hooks, rule, flat, knots, values)
-    else:
-        out = hooks.forward(flat, knots, values, left, right) if hooks.forward is not None else None
-        if out is None:
-            out = rule.value(flat, knots, values)
-    if single:
-        # numpy.interp's one-knot loop has no NaN test: a NaN query copies the value.
-        out = xp.where(xp.isnan(flat), values[0], out)
-    return xp.reshape(out, shape)

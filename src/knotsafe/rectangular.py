@@ -23,25 +23,22 @@ finite on duplicate and near-duplicate points, exact elsewhere.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
 import array_api_compat as compat
 
-from knotsafe._lib import _checks, _dtypes, _namespace
-from knotsafe._lib._kernel_transform import check_mesh_kernel, mesh_transforms
-from knotsafe._lib._registry import hooks_for
-from knotsafe.interp import KnotGrad
-from knotsafe.transforms import Transform, rank_transform
+from knotsafe._lib.backends.registry import hooks_for
+from knotsafe._lib.mesh import MeshInputs, MeshState, scatter_matrix
+from knotsafe._lib.rule import KnotGrad
+from knotsafe._lib.validation import checks as _checks
+from knotsafe._lib.validation import dtypes as _dtypes
+from knotsafe._lib.validation import namespace as _namespace
+from knotsafe._lib.validation.kernel_args import check_mesh_kernel
 
-__all__ = ["curvature_matrix", "mapping_matrix", "mappings_weights", "pixel_areas", "pixel_centres"]
+__all__ = ["Mesh", "curvature_matrix", "mapping_matrix", "mappings_weights", "pixel_areas", "pixel_centres"]
 
 Array = Any
-#: Builds the forward rank transform of normalised points ``(points (N, 2),
-#: weights (N,) or None) -> transform``; see :func:`_index_coordinates`.
-TransformOf = Callable[[Array, Any], Transform]
 
 
 # --------------------------------------------------------------------------
@@ -57,28 +54,6 @@ def _positive_int(name: str, value: Any) -> int:
     return _namespace.check_integer(name, value, 1)
 
 
-@dataclass(frozen=True)
-class _MeshInputs:
-    """Validated mesh arguments: arrays of one namespace in the computation dtype.
-
-    ``dtype`` is the dtype results are returned in (float16/bfloat16 grids are
-    computed in float32, see :mod:`knotsafe._lib._dtypes`).
-    """
-
-    xp: ModuleType
-    n: int
-    data: Array
-    over: Array | None
-    weights: Array | None
-    dtype: Any
-    knot_grad: str
-    min_gap: float | None
-    bad: Array | None = None  # unread verdict of the data checks (under tracing)
-    transform: str = "rank"
-    bandwidth: float = 1.0
-    n_knots: int | None = 64
-
-
 def _mesh_inputs(
     source_grid_size: Any,
     data_grid: Array,
@@ -90,7 +65,7 @@ def _mesh_inputs(
     transform: str = "rank",
     bandwidth: Any = 1.0,
     n_knots: Any = 64,
-) -> _MeshInputs:
+) -> MeshInputs:
     """Validate the arguments of the mesh functions (reads each array at most once).
 
     Raises the errors documented in :func:`mappings_weights`; the data checks
@@ -100,6 +75,7 @@ def _mesh_inputs(
     bandwidth, n_knots = check_mesh_kernel(transform, bandwidth, n_knots)
     arrays = {"data_grid": data_grid, "data_grid_over_sampled": data_grid_over_sampled}
     xp_, arrs = _namespace.resolve({**arrays, "mesh_weight_map": mesh_weight_map}, xp)
+    hooks = hooks_for(xp_)
     _namespace.check_knot_grad(knot_grad)
     gap = _namespace.check_min_gap(min_gap)
     grids = {k: arrs[k] for k in arrays if k in arrs}
@@ -124,75 +100,98 @@ def _mesh_inputs(
         weights = xp_.astype(weights, comp, copy=False)
         verdicts.append(_checks.check_weights(xp_, "mesh_weight_map", weights, data.shape[0]))
     bad = _checks.any_bad(verdicts)
-    return _MeshInputs(xp_, n, data, over, weights, dtype, knot_grad, gap, bad, transform, bandwidth, n_knots)
-
-
-# --------------------------------------------------------------------------
-# normalisation and transforms
-# --------------------------------------------------------------------------
-
-
-def _normalisation(xp: ModuleType, data_grid: Array) -> tuple[Array, Array]:
-    """``mu`` (2,) = per-axis mean and ``scale`` = the smaller population std.
-
-    Computed on ``data_grid / unit`` with ``unit`` the power of two at or
-    below ``max|data_grid|`` and scaled back: the sums and squares of the
-    mean and standard deviation then neither overflow (data of 1e300) nor
-    underflow (data of 1e-300), and because dividing by a power of two is
-    exact, ``mu`` and ``scale`` are bitwise those of the direct formula
-    wherever that does not overflow.  ``unit`` is piecewise constant in the
-    data and carries no gradient.  ``correction=0`` is explicit:
-    ``torch.std`` defaults to the sample std.
-    """
-    amax = hooks_for(xp).stop_gradient(xp.max(xp.abs(data_grid)))
-    # full_like, not asarray(..., device=...): under jax.jit a fixed device would pin the result to
-    # one device and clash with sharded inputs.
-    unit = xp.pow(xp.full_like(amax, 2.0), xp.floor(xp.log2(amax)))
-    # All-zero data (rejected on concrete arrays) or flushed subnormals: no rescaling.
-    unit = xp.where(xp.isfinite(unit) & (unit > 0), unit, xp.ones_like(unit))
-    unit_data = data_grid / unit
-    mu = xp.mean(unit_data, axis=0) * unit
-    scale = xp.min(xp.std(unit_data, axis=0, correction=0)) * unit
-    return mu, scale
-
-
-def _unit_transforms(inputs: _MeshInputs, scaled: Array) -> tuple[Transform, Transform]:
-    """Forward and inverse unit-space transforms of the normalised data grid (rank or kernel CDF)."""
-    if inputs.transform == "kernel":
-        return mesh_transforms(
-            inputs.xp,
-            scaled,
-            inputs.weights,
-            inputs.n,
-            inputs.bandwidth,
-            inputs.n_knots,
-            knot_grad=inputs.knot_grad,
-            min_gap=inputs.min_gap,
-        )
-    ranks = rank_transform(inputs.xp, scaled, inputs.weights, knot_grad=inputs.knot_grad, min_gap=inputs.min_gap)
-    return ranks.forward, ranks.inverse
-
-
-def _index_coordinates(inputs: _MeshInputs, transform_of: TransformOf | None = None) -> Array:
-    """Index-space coordinates ``(n - 3) * u + 1`` (K, 2) of the over-sampled grid.
-
-    ``transform_of(points, weights)`` builds the forward rank transform of
-    the normalised data grid; default knotsafe's (:func:`knotsafe.transforms.rank_transform`).
-    The kernel of :func:`mappings_weights`: no validation, no data reads.
-    """
-    xp, n = inputs.xp, inputs.n
-    mu, scale = _normalisation(xp, inputs.data)
-    scaled = (inputs.data - mu) / scale
-    transform = _unit_transforms(inputs, scaled)[0] if transform_of is None else transform_of(scaled, inputs.weights)
-    if inputs.over is None:
-        raise TypeError("`data_grid_over_sampled` is required")
-    u = transform((inputs.over - mu) / scale)
-    return (n - 3) * u + 1
+    return MeshInputs(xp_, hooks, n, data, over, weights, dtype, knot_grad, gap, bad, transform, bandwidth, n_knots)
 
 
 # --------------------------------------------------------------------------
 # mappings and weights
 # --------------------------------------------------------------------------
+
+
+class Mesh:
+    """One adaptive rectangular mesh, validated once, with its transforms built once.
+
+    The mesh functions :func:`mappings_weights`, :func:`pixel_centres` and
+    :func:`pixel_areas` each validate their arguments, normalise the data
+    grid and build its transforms (which sort every column).  A model that
+    needs two or three of them for the same data builds one ``Mesh`` and
+    asks it: the arguments are checked and each input read once, the
+    normalisation computed once, and the transforms built on first use and
+    shared.  The results are those of the functions, bitwise.
+
+    Parameters
+    ----------
+    source_grid_size, data_grid, data_grid_over_sampled, mesh_weight_map, xp, knot_grad, min_gap, transform, \
+bandwidth, n_knots
+        As in :func:`mappings_weights`; ``data_grid_over_sampled`` is needed
+        by :meth:`mappings_weights` only.
+
+    Raises
+    ------
+    ValueError, TypeError
+        As in :func:`mappings_weights`, when the mesh is built.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from knotsafe.rectangular import Mesh
+    >>> grid = np.random.default_rng(0).normal(size=(100, 2))
+    >>> mesh = Mesh(6, grid, grid)
+    >>> indices, weights = mesh.mappings_weights()
+    >>> mesh.pixel_areas().shape
+    (36,)
+    """
+
+    def __init__(
+        self,
+        source_grid_size: int,
+        data_grid: Array,
+        data_grid_over_sampled: Array | None = None,
+        mesh_weight_map: Array | None = None,
+        *,
+        xp: ModuleType | None = None,
+        knot_grad: KnotGrad = "exact",
+        min_gap: float | None = None,
+        transform: str = "rank",
+        bandwidth: float = 1.0,
+        n_knots: int | None = 64,
+    ) -> None:
+        inputs = _mesh_inputs(
+            source_grid_size,
+            data_grid,
+            data_grid_over_sampled,
+            mesh_weight_map,
+            xp,
+            knot_grad,
+            min_gap,
+            transform,
+            bandwidth,
+            n_knots,
+        )
+        self._state = MeshState(inputs)
+
+    @property
+    def source_grid_size(self) -> int:
+        """``n``: the mesh has ``n * n`` pixels."""
+        return self._state.inputs.n
+
+    def mappings_weights(self) -> tuple[Array, Array]:
+        """:func:`mappings_weights` of the over-sampled grid given at construction.
+
+        Raises
+        ------
+        TypeError
+            The mesh was built without ``data_grid_over_sampled``.
+        """
+        return self._state.mappings_weights()
+
+    def pixel_centres(self) -> Array:
+        """:func:`pixel_centres`: node positions, shape (n * n, 2)."""
+        return self._state.pixel_centres()
+
+    def pixel_areas(self) -> Array:
+        """:func:`pixel_areas`: cell areas, shape (n * n,)."""
+        return self._state.pixel_areas()
 
 
 def mappings_weights(
@@ -324,32 +323,7 @@ def mappings_weights(
         bandwidth,
         n_knots,
     )
-    return _mappings_weights_checked(inputs)
-
-
-def _mappings_weights_checked(inputs: _MeshInputs, transform_of: TransformOf | None = None) -> tuple[Array, Array]:
-    """:func:`mappings_weights` on validated inputs, optionally through another rank transform."""
-    indices, weights = _bilinear(inputs.xp, inputs.n, _index_coordinates(inputs, transform_of))
-    weights = _checks.poison(inputs.xp, inputs.bad, weights)
-    return indices, inputs.xp.astype(weights, inputs.dtype, copy=False)
-
-
-def _bilinear(xp: ModuleType, n: int, index: Array) -> tuple[Array, Array]:
-    """Corners and weights of index-space points ``index`` (K, 2) on an n x n mesh."""
-    frozen = hooks_for(xp).stop_gradient(index)
-    # NaN coordinates (NaN queries, or unchecked bad data under tracing) get
-    # in-range corners and NaN weights, never out-of-range indices.
-    frozen = xp.where(xp.isnan(frozen), xp.ones_like(frozen), frozen)
-    down = xp.clip(xp.floor(frozen), 0.0, float(n - 2))
-    t = index - down
-    ty, tx = t[:, 0], t[:, 1]
-    d = xp.astype(down, _dtypes.default_int(xp, index))
-    dy, dx = d[:, 0], d[:, 1]
-    top = (n - (dy + 1)) * n
-    bottom = (n - dy) * n
-    indices = xp.stack([top + dx, top + dx + 1, bottom + dx, bottom + dx + 1], axis=1)
-    weights = xp.stack([ty * (1 - tx), ty * tx, (1 - ty) * (1 - tx), (1 - ty) * tx], axis=1)
-    return indices, weights
+    return MeshState(inputs).mappings_weights()
 
 
 # --------------------------------------------------------------------------
@@ -466,9 +440,7 @@ def mapping_matrix(
         inv = 1.0 / xp_.where(counts > 0, counts, xp_.ones_like(counts))
         src = w * xp_.take(inv, rows)[:, None]
     _dtypes.check_index_range(xp_, idx.dtype, n_rows * n_pix, "the mapping matrix")
-    keys = rows[:, None] * n_pix + idx
-    flat = hooks.scatter_add(xp_, n_rows * n_pix, xp_.reshape(keys, (-1,)), xp_.reshape(src, (-1,)))
-    return xp_.reshape(flat, (n_rows, n_pix))
+    return scatter_matrix(xp_, hooks, rows[:, None] * n_pix + idx, src, (n_rows, n_pix))
 
 
 def curvature_matrix(
@@ -535,37 +507,12 @@ def curvature_matrix(
         prod = prod * nw[:, None, None]
     _dtypes.check_index_range(xp_, idx.dtype, n_pix * n_pix, "the curvature matrix")
     keys = idx[:, :, None] * n_pix + idx[:, None, :]
-    flat = hooks_for(xp_).scatter_add(xp_, n_pix * n_pix, xp_.reshape(keys, (-1,)), xp_.reshape(prod, (-1,)))
-    return xp_.reshape(flat, (n_pix, n_pix))
+    return scatter_matrix(xp_, hooks_for(xp_), keys, prod, (n_pix, n_pix))
 
 
 # --------------------------------------------------------------------------
 # mesh geometry
 # --------------------------------------------------------------------------
-
-
-def _inverse_full(inputs: _MeshInputs) -> Callable[[Array], Array]:
-    """Unit-space (K, 2) -> source-plane (K, 2): inverse transform and normalisation."""
-    mu, scale = _normalisation(inputs.xp, inputs.data)
-    inv = _unit_transforms(inputs, (inputs.data - mu) / scale)[1]
-
-    def inv_full(u: Array) -> Array:
-        return inv(u) * scale + mu
-
-    return inv_full
-
-
-def _unit_lines(xp: ModuleType, n: int, like: Array, count: int, offset: float) -> Array:
-    """(count, 2) unit-space lines: column 0 for rows (y), column 1 for columns (x).
-
-    Node of row ``r`` / column ``c``: ``U_y = (n - 1 - r) / (n - 3)``,
-    ``U_x = (c - 1) / (n - 3)``; ``offset = 0.5`` gives the cell edges
-    (node midpoints).  ``max(n - 3, 1)`` keeps ``n = 3`` finite, as in
-    PyAutoArray.
-    """
-    r = xp.arange(count, dtype=like.dtype, device=compat.device(like))
-    den = float(max(n - 3, 1))
-    return xp.permute_dims(xp.stack([(n - 1 + offset - r) / den, (r - 1 - offset) / den]), (1, 0))
 
 
 def pixel_centres(
@@ -622,11 +569,7 @@ def pixel_centres(
     inputs = _mesh_inputs(
         source_grid_size, data_grid, None, mesh_weight_map, xp, knot_grad, min_gap, transform, bandwidth, n_knots
     )
-    xp_, n = inputs.xp, inputs.n
-    nodes = _checks.poison(xp_, inputs.bad, _inverse_full(inputs)(_unit_lines(xp_, n, inputs.data, n, 0.0)))
-    ys = xp_.broadcast_to(nodes[:, 0:1], (n, n))
-    xs = xp_.broadcast_to(nodes[None, :, 1], (n, n))
-    return xp_.astype(xp_.reshape(xp_.stack([ys, xs], axis=2), (n * n, 2)), inputs.dtype, copy=False)
+    return MeshState(inputs).pixel_centres()
 
 
 def pixel_areas(
@@ -669,8 +612,4 @@ def pixel_areas(
     inputs = _mesh_inputs(
         source_grid_size, data_grid, None, mesh_weight_map, xp, knot_grad, min_gap, transform, bandwidth, n_knots
     )
-    xp_, n = inputs.xp, inputs.n
-    edges = _checks.poison(xp_, inputs.bad, _inverse_full(inputs)(_unit_lines(xp_, n, inputs.data, n + 1, 0.5)))
-    heights = edges[:-1, 0] - edges[1:, 0]
-    widths = edges[1:, 1] - edges[:-1, 1]
-    return xp_.astype(xp_.reshape(heights[:, None] * widths[None, :], (n * n,)), inputs.dtype, copy=False)
+    return MeshState(inputs).pixel_areas()

@@ -247,9 +247,10 @@ def peer_transform(
     column's range are 0 (below) or 1 (above) as with ``left=0, right=1``.
     For side-by-side comparisons in the tests and examples.
     """
-    from knotsafe.transforms import rank_knots
+    from knotsafe._lib.ranks import rank_knots
+    from knotsafe.backends import hooks_for
 
-    knots, rank_rows = rank_knots(xp, points, weights)
+    knots, rank_rows = rank_knots(xp, hooks_for(xp), points, weights)
 
     def transform(q: Array) -> Array:
         out = []
@@ -280,10 +281,11 @@ def peer_mappings_weights(
     ``interp=plain_interp`` or ``interp=jitter_interp``).
     """
     from knotsafe import rectangular
+    from knotsafe._lib.mesh import MeshState
 
     inputs = rectangular._mesh_inputs(
         source_grid_size, data_grid, data_grid_over_sampled, mesh_weight_map, xp, "exact", None
     )
-    return rectangular._mappings_weights_checked(
-        inputs, lambda points, weights: peer_transform(inputs.xp, points, weights, interp)
+    return MeshState(inputs).mappings_weights(
+        lambda points, weights: peer_transform(inputs.xp, points, weights, interp)
     )

@@ -7,8 +7,8 @@ from typing import Any
 import torch
 import torch.autograd.forward_ad as _fwd_ad
 
-from knotsafe._lib._hooks import BackendHooks
-from knotsafe._lib._rule import AnyNan, InterpRule, Partials
+from knotsafe._lib.backends.hooks import BackendHooks
+from knotsafe._lib.rule import AnyNan, InterpRule, Partials
 
 
 def _take(xp: Any, a: Any, idx: Any) -> Any:
@@ -116,7 +116,7 @@ def _plain_tensor(t: Any) -> bool:
     return not (wrapped or dual)
 
 
-def _linearize(hooks: BackendHooks, rule: InterpRule, x: Any, knots: Any, values: Any) -> Any:
+def _linearize(rule: InterpRule, x: Any, knots: Any, values: Any) -> Any:
     if torch.compiler.is_compiling():
         if not (x.requires_grad or knots.requires_grad or values.requires_grad):
             return rule.value(x, knots, values)

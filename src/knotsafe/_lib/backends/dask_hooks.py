@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from knotsafe._lib._hooks import BackendHooks
+from knotsafe._lib.backends.hooks import BackendHooks
 
 
 def _consolidate(a: Any) -> Any:

@@ -3,8 +3,8 @@
 :class:`BackendHooks` lists what knotsafe needs from an array library beyond
 the array API standard; the ``generic_*`` functions are the standard-only
 defaults every backend starts from.  Framework-specific overrides live in
-``_hooks_numpy``, ``_hooks_jax`` and ``_hooks_torch``; the lookup from a
-namespace to its hooks lives in :mod:`knotsafe._lib._registry`.  This module
+``numpy_hooks``, ``jax_hooks``, ``torch_hooks`` and ``dask_hooks``; the lookup from a
+namespace to its hooks lives in :mod:`knotsafe._lib.backends.registry`.  This module
 imports no framework and nothing else from knotsafe at run time.
 """
 
@@ -13,14 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import array_api_compat as compat
 
-from knotsafe._lib import _special
-
-if TYPE_CHECKING:
-    from knotsafe._lib._rule import InterpRule
+from knotsafe._lib.backends import erf as _special
 
 Array = Any
 Namespace = ModuleType
@@ -82,35 +79,9 @@ def generic_erf(xp: Namespace, x: Array) -> Array:
     return _special.erf(xp, x)
 
 
-def generic_linearize(hooks: BackendHooks, rule: InterpRule, x: Array, knots: Array, values: Array) -> Array:
-    """Evaluate ``rule`` with its first derivatives attached via ``stop_gradient``.
-
-    Returns ``value + (s - stop_gradient(s))`` where ``value`` is the
-    numpy-exact forward value and ``s = Partials.tangent(x, knots, values)``
-    for the stop-gradiented partials of :mod:`knotsafe._lib._rule`: linear in
-    the inputs with the rule's partials as coefficients.  Every autodiff mode
-    sees exactly the partials of the gradient rule.  Second derivatives on
-    this path are zero (the partials are constants to autodiff); JAX and
-    PyTorch attach the exact ones natively.
-
-    Non-finite inputs are replaced by 0 inside ``s`` (their partials are 0 or
-    they copy a constant), and an entry where ``s`` is still not finite adds
-    nothing, so the forward value is always ``value`` (``inf - inf`` would be
-    NaN).
-    """
-    xp = rule.xp
-    sg = hooks.stop_gradient
-    out, p = rule.value_and_partials(sg(x), sg(knots), sg(values))
-    s = p.tangent(_finite(xp, x), _finite(xp, knots), _finite(xp, values))
-    delta = s - sg(s)
-    return out + xp.where(xp.isfinite(delta), delta, xp.zeros_like(delta))
-
-
-def _finite(xp: Namespace, a: Array) -> Array:
-    return xp.where(xp.isfinite(a), a, xp.zeros_like(a))
-
-
-Linearize = Callable[["BackendHooks", "InterpRule", Array, Array, Array], Array]
+#: ``(rule, x, knots, values) -> out``; ``rule`` is a :class:`knotsafe._lib.rule.InterpRule`, which
+#: carries these hooks (this module sits below the rule and does not import it).
+Linearize = Callable[[Any, Array, Array, Array], Array]
 Forward = Callable[[Array, Array, Array, Any, Any], Array | None]
 
 
@@ -149,9 +120,11 @@ class BackendHooks:
         ``a -> bool``: whether data-dependent input checks may read ``a``
         (False for traced or lazy arrays, such as under ``jax.jit``).
     linearize
-        ``(hooks, rule, x, knots, values) -> out``: evaluate the interpolation
-        with the gradient rule attached.  Backends override it with a native
-        custom derivative (``jax.custom_jvp``, ``torch.autograd.Function``).
+        Optional ``(rule, x, knots, values) -> out``: evaluate the interpolation
+        with the gradient rule attached.  None (the default): the rule's own
+        ``stop_gradient`` linearisation (:func:`knotsafe._lib.rule.generic_linearize`).
+        Backends override it with a native custom derivative (``jax.custom_jvp``,
+        ``torch.autograd.Function``).
     erf
         ``(xp, x) -> erf(x)`` elementwise, differentiable where the backend
         is (the kernel-density transform's normal CDF); default
@@ -185,7 +158,7 @@ class BackendHooks:
     scatter_add: Callable[[Namespace, int, Array, Array], Array] = generic_scatter_add
     forward: Forward | None = None
     is_concrete: Callable[[Array], bool] = generic_is_concrete
-    linearize: Linearize = generic_linearize
+    linearize: Linearize | None = None
     erf: Callable[[Namespace, Array], Array] = generic_erf
     consolidate: Callable[[Array], Array] = _identity
     complex_parts: Callable[[Namespace, Array, Array, Any], Array] | None = None

@@ -17,10 +17,11 @@ from typing import Any, TypeVar
 
 import array_api_compat as compat
 
+from knotsafe._lib.rule import KNOT_GRAD_MODES
+
 Array = Any
 _T = TypeVar("_T")
 
-KNOT_GRAD_MODES = ("exact", "stop")
 
 # --------------------------------------------------------------------------
 # array_api_compat's type checks, safe while another thread imports a framework
@@ -153,7 +154,7 @@ def resolve(arrays: dict[str, Any], xp: Any = None) -> tuple[ModuleType, dict[st
 
 def check_knot_grad(knot_grad: str) -> None:
     if knot_grad not in KNOT_GRAD_MODES:
-        raise ValueError(f"`knot_grad` must be one of {KNOT_GRAD_MODES}, got {knot_grad!r}")
+        raise ValueError(f"`knot_grad` must be one of {tuple(KNOT_GRAD_MODES)}, got {knot_grad!r}")
 
 
 def check_optional_real(name: str, value: Any, *, positive: bool = False) -> float | None:

@@ -1,14 +1,14 @@
 """The backend registry: from an array namespace to its :class:`BackendHooks`.
 
 Built-in backends are listed in ``_BUILTINS``; their factories import the
-framework (and its ``_hooks_*`` module) only the first time an array of that
+framework (and its ``*_hooks`` module) only the first time an array of that
 framework is seen.  Third-party backends come from :func:`register` or the
 ``knotsafe.backends`` entry-point group.  Lookups are cached and thread-safe.
 
 Low-level modules (``_namespace``) may import :func:`hooks_for` from here:
-this module imports only :mod:`knotsafe._lib._hooks` at module level, and the
-``_hooks_*`` modules it imports lazily import nothing above ``_hooks`` and
-``_rule``, so there is no import cycle.
+this module imports only :mod:`knotsafe._lib.backends.hooks` at module level, and the
+``*_hooks`` modules it imports lazily import nothing above ``hooks`` and
+``rule``, so there is no import cycle.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from types import ModuleType
 
 import array_api_compat as compat
 
-from knotsafe._lib._hooks import BackendHooks
+from knotsafe._lib.backends.hooks import BackendHooks
 
 Namespace = ModuleType
 ENTRY_POINT_GROUP = "knotsafe.backends"
@@ -39,27 +39,27 @@ class _Entry:
 
 
 def _numpy_hooks() -> BackendHooks:
-    from knotsafe._lib import _hooks_numpy
+    from knotsafe._lib.backends import numpy_hooks
 
-    return _hooks_numpy.make_hooks()
+    return numpy_hooks.make_hooks()
 
 
 def _jax_hooks() -> BackendHooks:
-    from knotsafe._lib import _hooks_jax
+    from knotsafe._lib.backends import jax_hooks
 
-    return _hooks_jax.make_hooks()
+    return jax_hooks.make_hooks()
 
 
 def _torch_hooks() -> BackendHooks:
-    from knotsafe._lib import _hooks_torch
+    from knotsafe._lib.backends import torch_hooks
 
-    return _hooks_torch.make_hooks()
+    return torch_hooks.make_hooks()
 
 
 def _dask_hooks() -> BackendHooks:
-    from knotsafe._lib import _hooks_dask
+    from knotsafe._lib.backends import dask_hooks
 
-    return _hooks_dask.make_hooks()
+    return dask_hooks.make_hooks()
 
 
 _BUILTINS: tuple[_Entry, ...] = (

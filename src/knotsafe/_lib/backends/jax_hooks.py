@@ -9,8 +9,8 @@ import jax
 import jax.numpy as jnp
 import jax.scipy.special
 
-from knotsafe._lib._hooks import BackendHooks
-from knotsafe._lib._rule import InterpRule
+from knotsafe._lib.backends.hooks import BackendHooks
+from knotsafe._lib.rule import InterpRule
 
 
 @functools.lru_cache(maxsize=512)
@@ -44,7 +44,7 @@ def _custom_interp(rule: InterpRule) -> Any:
     return jax.jit(call)
 
 
-def _linearize(hooks: BackendHooks, rule: InterpRule, x: Any, knots: Any, values: Any) -> Any:
+def _linearize(rule: InterpRule, x: Any, knots: Any, values: Any) -> Any:
     return _custom_interp(rule)(x, knots, values)
 
 

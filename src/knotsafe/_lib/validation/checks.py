@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
-from knotsafe._lib._dtypes import default_int
-from knotsafe._lib._registry import hooks_for
+from knotsafe._lib.backends.registry import hooks_for
+from knotsafe._lib.validation.dtypes import default_int
 
 Array = Any
 

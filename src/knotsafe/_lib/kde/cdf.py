@@ -20,7 +20,7 @@ and bandwidth ``h_d``::
    scatter-add (the backend hook) builds the node tables of ``F``,
    ``delta F'``, ``delta^2 F''`` and ``delta^3 F'''``.  Cost O(N S) in time
    and memory, plus O(G) for the grid of ``G ~ C span / h`` nodes.  When
-   the grid is small next to N, :mod:`knotsafe._lib._kernel_nodes` sums the
+   the grid is small next to N, :mod:`knotsafe._lib.kde.nodes` sums the
    same stencils as a convolution of per-cell moments instead (O(N + G S)).
 3. A query is the two-point Hermite interpolant of degree 7 (values and
    three derivatives at the bracketing nodes), whose monomial coefficients
@@ -52,9 +52,8 @@ from typing import Any
 
 import array_api_compat as compat
 
-from knotsafe._lib import _kernel_nodes
-from knotsafe._lib._hooks import BackendHooks
-from knotsafe._lib._registry import hooks_for
+from knotsafe._lib.backends.hooks import BackendHooks
+from knotsafe._lib.kde import nodes as _kernel_nodes
 
 Array = Any
 
@@ -141,13 +140,14 @@ def _int_dtype(xp: ModuleType, like: Array) -> Any:
     return xp.__array_namespace_info__().default_dtypes(device=compat.device(like))["integral"]
 
 
-def build(xp: ModuleType, points: Array, weights: Array | None, h: Array, grid: int) -> KernelTables:
+def build(
+    xp: ModuleType, hooks: BackendHooks, points: Array, weights: Array | None, h: Array, grid: int
+) -> KernelTables:
     """Node tables of the kernel CDF of ``points`` (N, D) with bandwidths ``h`` (D,).
 
     ``weights`` (N,) are checked non-negative, not all zero (normalised
     here); ``grid`` is the static node count from :func:`grid_size`.
     """
-    hooks = hooks_for(xp)
     sg = hooks.stop_gradient
     n, dim = points.shape
     dtype = points.dtype

@@ -1,26 +1,22 @@
-"""``create_transforms(method="kernel")``: argument checks and the two callables.
+"""Argument checks of the kernel-density method (``method="kernel"``, ``transform="kernel"``).
 
-The math lives in :mod:`knotsafe._lib._kernel_cdf`; this module checks the
-bandwidth, sizes the node grid (a static shape) and wraps the tables in the
-``transform`` / ``inv_transform`` pair, with the exact or the table inverse.
+What needs no data is checked here at once; the bandwidth's values, the
+points' spread and the node-grid size are conditions read with the points'
+own check (:class:`KernelArgs`), so the points are read once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
 import array_api_compat as compat
 
-from knotsafe._lib import _kernel_cdf as kc
-from knotsafe._lib import _namespace
-from knotsafe._lib._registry import hooks_for
-from knotsafe.interp import interp_checked
+from knotsafe._lib.kde import cdf as kc
+from knotsafe._lib.validation import namespace as _namespace
 
 Array = Any
-Transform = Callable[[Array], Array]
 
 
 def check_bandwidth(xp: ModuleType, bandwidth: Any, dim: int, dtype: Any, like: Array) -> Array:
@@ -60,20 +56,21 @@ class KernelArgs:
     (:meth:`conditions`, then :meth:`grid` with what was read).
     """
 
+    hooks: Any  # the namespace's BackendHooks
     h: Array  # (D,) bandwidth in the points' dtype
     n_knots: int | None
     span_ratio: float | None
 
     def _ratio(self, xp: ModuleType, spread: Array) -> Array:
         # max over columns of span / h: it sizes the node grid, no gradient.
-        return hooks_for(xp).stop_gradient(xp.max(spread / self.h))
+        return self.hooks.stop_gradient(xp.max(spread / self.h))
 
     def conditions(self, xp: ModuleType, points: Array) -> tuple[list[tuple[Array, str]], Array | None]:
         """``(failed, message)`` data conditions, and the node-grid cell count to read with them.
 
         The count is ``ceil(C * ratio)`` on the device: ``C`` is a power of
         two, so the product and its ceiling are exact in any float dtype and
-        equal to :func:`_kernel_cdf.grid_size`'s own ``ceil(C * ratio)``.
+        equal to :func:`knotsafe._lib.kde.cdf.grid_size`'s own ``ceil(C * ratio)``.
         Capped (at ``MAX_GRID``, also for inf and NaN) to fit the verdict's
         integer: a capped count is too large and raises in :meth:`grid`.
         """
@@ -108,60 +105,13 @@ class KernelArgs:
         return kc.grid_size(float(self._ratio(xp, spread)))
 
 
-def check_kernel_args(xp: ModuleType, points: Array, bandwidth: Any, n_knots: Any, span_ratio: Any) -> KernelArgs:
+def check_kernel_args(
+    xp: ModuleType, hooks: Any, points: Array, bandwidth: Any, n_knots: Any, span_ratio: Any
+) -> KernelArgs:
     """The kernel arguments' checks that read no data (points: validated (N, D))."""
     h = check_bandwidth(xp, bandwidth, points.shape[1], points.dtype, points)
     m = check_n_knots(n_knots)
-    return KernelArgs(h, m, _namespace.check_optional_real("span_ratio", span_ratio, positive=True))
-
-
-def kernel_transforms(
-    xp: ModuleType,
-    points: Array,
-    weights: Array | None,
-    h: Array,
-    grid: int,
-    n_knots: int | None,
-    *,
-    knot_grad: str = "exact",
-    min_gap: float | None = None,
-) -> tuple[Transform, Transform]:
-    """The kernel transform pair of validated ``points`` (N, D), ``weights`` (N,), bandwidth ``h`` (D,).
-
-    No checks, no reads: ``points`` are finite with a positive spread per
-    column, ``h`` positive (checked by the caller); ``grid`` nodes per
-    column.  The returned callables take validated (K, D) arrays and compute
-    in the points' dtype.
-    """
-    dim = points.shape[1]
-    dtype = points.dtype
-    m = n_knots
-    tabs = kc.build(xp, points, weights, h, grid)
-
-    def transform(q: Array) -> Array:
-        """Kernel-CDF coordinates of queries ``q`` of shape (K, D), in [0, 1]."""
-        return kc.forward(tabs, xp.astype(q, dtype, copy=False))
-
-    if m is None:
-
-        def inv_transform(u: Array) -> Array:
-            """Points whose kernel-CDF coordinates are ``u`` (K, D), clamped to [0, 1]."""
-            return kc.inverse(tabs, xp.astype(u, dtype, copy=False))
-
-        return transform, inv_transform
-
-    frac = xp.linspace(0.0, 1.0, m, dtype=dtype, device=compat.device(points))
-    knots = tabs.lo[None, :] + frac[:, None] * (tabs.hi - tabs.lo)[None, :]  # (M, D)
-    knot_u = kc.forward(tabs, knots)
-
-    def inv_table(u: Array) -> Array:
-        """Table inverse: ``interp(u, u(knots), knots)`` per column (clamped)."""
-        uu = xp.astype(u, dtype, copy=False)
-        opts: dict[str, Any] = {"left": None, "right": None, "knot_grad": knot_grad, "min_gap": min_gap}
-        cols = [interp_checked(xp, uu[:, d], knot_u[:, d], knots[:, d], **opts) for d in range(dim)]
-        return xp.stack(cols, axis=1)
-
-    return transform, inv_table
+    return KernelArgs(hooks, h, m, _namespace.check_optional_real("span_ratio", span_ratio, positive=True))
 
 
 def check_mesh_kernel(transform: Any, bandwidth: Any, n_knots: Any) -> tuple[float, int | None]:
@@ -178,28 +128,3 @@ def check_mesh_kernel(transform: Any, bandwidth: Any, n_knots: Any) -> tuple[flo
     if not (bw > 0 and bw < float("inf")):
         raise ValueError(f"`bandwidth` must be positive and finite, got {bandwidth!r}")
     return bw, check_n_knots(n_knots)
-
-
-def mesh_transforms(
-    xp: ModuleType,
-    scaled: Array,
-    weights: Array | None,
-    n: int,
-    bandwidth: float,
-    n_knots: int | None,
-    *,
-    knot_grad: str,
-    min_gap: float | None,
-) -> tuple[Transform, Transform]:
-    """The rectangular mesh's kernel transforms (arguments checked by :func:`check_mesh_kernel`).
-
-    PyAutoArray's kernel mesh: on the normalised grid ``scaled`` (N, 2),
-    ``h = bandwidth * (max - min) / n`` per axis, and the inverse is the
-    ``n_knots`` table (exact with ``n_knots=None``).  ``span / h = n /
-    bandwidth`` is static, so the grid size is known under tracing too.
-    """
-    h = bandwidth * (xp.max(scaled, axis=0) - xp.min(scaled, axis=0)) / n
-    # The mesh checked the data grid (finite, non-zero spread) in its one read; h > 0 follows.
-    # +1: the computed span / h may round just above n / bandwidth.
-    grid = kc.grid_size(n / bandwidth + 1.0)
-    return kernel_transforms(xp, scaled, weights, h, grid, n_knots, knot_grad=knot_grad, min_gap=min_gap)

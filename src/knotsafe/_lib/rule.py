@@ -5,7 +5,7 @@ interpolation are defined *and assembled*.  :meth:`InterpRule.value_and_partials
 computes the partials; :meth:`Partials.tangent` (forward mode) and
 :meth:`Partials.cotangent` (reverse mode) are the only places where they are
 combined with tangents and cotangents.  Every backend calls these two: the
-generic ``stop_gradient`` path (:func:`knotsafe._lib._hooks.generic_linearize`),
+generic ``stop_gradient`` path (:func:`generic_linearize`),
 the ``jax.custom_jvp`` and both directions of the ``torch.autograd.Function``.
 
 For a query ``x`` in the bin ``[k0, k1)`` with values ``f0, f1`` and
@@ -42,12 +42,11 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Literal
 
 import array_api_compat
 
-if TYPE_CHECKING:
-    from knotsafe._lib._hooks import BackendHooks
+from knotsafe._lib.backends.hooks import BackendHooks
 
 Array = Any
 #: ``out -> bool``: whether an array may hold a NaN (True when unknown).
@@ -62,6 +61,8 @@ DUPLICATE_EPS_FACTOR = 8.0
 
 #: The one meaning of ``knot_grad``: mode name -> whether knot partials flow.
 KNOT_GRAD_MODES: dict[str, bool] = {"exact": True, "stop": False}
+#: The type of ``knot_grad`` in the public signatures (the keys of :data:`KNOT_GRAD_MODES`).
+KnotGrad = Literal["exact", "stop"]
 
 # One NaN object: InterpRule is a cache key (the compiled JAX function), and
 # NaN != NaN, but tuples compare identical objects as equal.
@@ -336,3 +337,31 @@ class InterpRule:
 
 def _device(a: Array) -> Any:
     return array_api_compat.device(a)
+
+
+def generic_linearize(rule: InterpRule, x: Array, knots: Array, values: Array) -> Array:
+    """Evaluate ``rule`` with its first derivatives attached via ``stop_gradient``.
+
+    Returns ``value + (s - stop_gradient(s))`` where ``value`` is the
+    numpy-exact forward value and ``s = Partials.tangent(x, knots, values)``
+    for the stop-gradiented partials of the rule: linear in
+    the inputs with the rule's partials as coefficients.  Every autodiff mode
+    sees exactly the partials of the gradient rule.  Second derivatives on
+    this path are zero (the partials are constants to autodiff); JAX and
+    PyTorch attach the exact ones natively.
+
+    Non-finite inputs are replaced by 0 inside ``s`` (their partials are 0 or
+    they copy a constant), and an entry where ``s`` is still not finite adds
+    nothing, so the forward value is always ``value`` (``inf - inf`` would be
+    NaN).
+    """
+    xp = rule.xp
+    sg = rule.hooks.stop_gradient
+    out, p = rule.value_and_partials(sg(x), sg(knots), sg(values))
+    s = p.tangent(_finite(xp, x), _finite(xp, knots), _finite(xp, values))
+    delta = s - sg(s)
+    return out + xp.where(xp.isfinite(delta), delta, xp.zeros_like(delta))
+
+
+def _finite(xp: ModuleType, a: Array) -> Array:
+    return xp.where(xp.isfinite(a), a, xp.zeros_like(a))

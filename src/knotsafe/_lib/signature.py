@@ -20,7 +20,7 @@ import numbers
 from types import ModuleType
 from typing import Any
 
-from knotsafe._lib._registry import hooks_for
+from knotsafe._lib.backends.registry import hooks_for
 
 Array = Any
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from knotsafe._lib._hooks import BackendHooks, generic_erf
+from knotsafe._lib.backends.hooks import BackendHooks, generic_erf
 
 _scipy_erf: Any = None
 

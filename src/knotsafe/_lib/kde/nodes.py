@@ -1,6 +1,6 @@
 """Node tables of the kernel CDF: ``F``, ``delta F'``, ``delta^2 F''``, ``delta^3 F'''`` on a grid.
 
-Two exact-to-rounding ways to sum the stencils of :mod:`knotsafe._lib._kernel_cdf`
+Two exact-to-rounding ways to sum the stencils of :mod:`knotsafe._lib.kde.cdf`
 (each point in cell ``b`` at fraction ``f`` adds ``g_q((j - f) rho)`` to node
 ``b + j`` for ``j = -M + 1 .. M``, ``rho = delta / h``):
 
@@ -25,7 +25,7 @@ from typing import Any
 
 import array_api_compat as compat
 
-from knotsafe._lib._hooks import BackendHooks
+from knotsafe._lib.backends.hooks import BackendHooks
 
 Array = Any
 

@@ -1,0 +1,98 @@
+"""The kernel-density transform pair on validated arrays.
+
+The math lives in :mod:`knotsafe._lib.kde.cdf`; this module wraps its tables
+in the ``transform`` / ``inv_transform`` pair, with the exact or the table
+inverse, for ``create_transforms(method="kernel")`` and the mesh.  Arguments
+are checked by :mod:`knotsafe._lib.validation.kernel_args`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+import array_api_compat as compat
+
+from knotsafe._lib.backends.hooks import BackendHooks
+from knotsafe._lib.interpolate import interpolate
+from knotsafe._lib.kde import cdf as kc
+
+Array = Any
+Transform = Callable[[Array], Array]
+
+
+def kernel_transforms(
+    xp: ModuleType,
+    hooks: BackendHooks,
+    points: Array,
+    weights: Array | None,
+    h: Array,
+    grid: int,
+    n_knots: int | None,
+    *,
+    knot_grad: str = "exact",
+    min_gap: float | None = None,
+) -> tuple[Transform, Transform]:
+    """The kernel transform pair of validated ``points`` (N, D), ``weights`` (N,), bandwidth ``h`` (D,).
+
+    No checks, no reads: ``points`` are finite with a positive spread per
+    column, ``h`` positive (checked by the caller); ``grid`` nodes per
+    column.  The returned callables take validated (K, D) arrays and compute
+    in the points' dtype.
+    """
+    dim = points.shape[1]
+    dtype = points.dtype
+    m = n_knots
+    tabs = kc.build(xp, hooks, points, weights, h, grid)
+
+    def transform(q: Array) -> Array:
+        """Kernel-CDF coordinates of queries ``q`` of shape (K, D), in [0, 1]."""
+        return kc.forward(tabs, xp.astype(q, dtype, copy=False))
+
+    if m is None:
+
+        def inv_transform(u: Array) -> Array:
+            """Points whose kernel-CDF coordinates are ``u`` (K, D), clamped to [0, 1]."""
+            return kc.inverse(tabs, xp.astype(u, dtype, copy=False))
+
+        return transform, inv_transform
+
+    frac = xp.linspace(0.0, 1.0, m, dtype=dtype, device=compat.device(points))
+    knots = tabs.lo[None, :] + frac[:, None] * (tabs.hi - tabs.lo)[None, :]  # (M, D)
+    knot_u = kc.forward(tabs, knots)
+
+    def inv_table(u: Array) -> Array:
+        """Table inverse: ``interp(u, u(knots), knots)`` per column (clamped)."""
+        uu = xp.astype(u, dtype, copy=False)
+        opts: dict[str, Any] = {"left": None, "right": None, "knot_grad": knot_grad, "min_gap": min_gap}
+        cols = [interpolate(xp, hooks, uu[:, d], knot_u[:, d], knots[:, d], **opts) for d in range(dim)]
+        return xp.stack(cols, axis=1)
+
+    return transform, inv_table
+
+
+def mesh_transforms(
+    xp: ModuleType,
+    hooks: BackendHooks,
+    scaled: Array,
+    weights: Array | None,
+    n: int,
+    bandwidth: float,
+    n_knots: int | None,
+    *,
+    knot_grad: str,
+    min_gap: float | None,
+) -> tuple[Transform, Transform]:
+    """The rectangular mesh's kernel transforms (arguments checked by ``kernel_args.check_mesh_kernel``).
+
+    PyAutoArray's kernel mesh: on the normalised grid ``scaled`` (N, 2),
+    ``h = bandwidth * (max - min) / n`` per axis, and the inverse is the
+    ``n_knots`` table (exact with ``n_knots=None``).  ``span / h = n /
+    bandwidth`` is static, so the grid size is known under tracing too.
+    """
+    h = bandwidth * (xp.max(scaled, axis=0) - xp.min(scaled, axis=0)) / n
+    # The mesh checked the data grid (finite, non-zero spread) in its one read; h > 0 follows.
+    # +1: the computed span / h may round just above n / bandwidth.
+    grid = kc.grid_size(n / bandwidth + 1.0)
+    return kernel_transforms(xp, hooks, scaled, weights, h, grid, n_knots, knot_grad=knot_grad, min_gap=min_gap)
