@@ -204,8 +204,8 @@ def test_shape_and_type_checks_still_raise_on_dask() -> None:
     with no_compute():
         with pytest.raises(ValueError, match="`values` must have the length of `knots`"):
             knotsafe.interp(x, k, _chunked(np.array([0.0, 1.0, 2.0]), 2))
-        with pytest.raises(ValueError, match="`knots` must be 1-D"):
-            knotsafe.interp(x, _chunked(np.zeros((2, 2)), 1), k)
+        with pytest.raises(ValueError, match="`knots` and `x` do not broadcast"):
+            knotsafe.interp(_chunked(np.full((3, 1), 0.5), 1), _chunked(np.zeros((2, 2)), 1), k)
         with pytest.raises(ValueError, match="`points` must have shape"):
             knotsafe.create_transforms(_chunked(np.zeros(5), 2))
         with pytest.raises(ValueError, match="`knot_grad`"):

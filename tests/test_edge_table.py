@@ -180,11 +180,11 @@ def compilations(f: Any, calls: int) -> int:
 
 
 def test_compilations_counts_recompiles() -> None:
-    """The counter behind the NaN left/right row can fail: distinct ``left`` values compile anew."""
+    """The counter behind the NaN left/right row can fail: queries of new shapes compile anew."""
     jnp = backend_module("jax", "jax.numpy")
-    x, k = jnp.array([-1.0, 0.5]), jnp.array([0.0, 1.0])
-    fresh = iter(np.linspace(-3.0, -2.0, 7).tolist())
-    assert compilations(lambda: interp(x, k, k, left=next(fresh)), calls=3) == 3
+    k = jnp.array([0.0, 1.0])
+    fresh = iter(range(2, 9))
+    assert compilations(lambda: interp(jnp.linspace(-1.0, 2.0, next(fresh)), k, k), calls=3) >= 3
 
 
 def _as_float64(a: Any) -> Any:

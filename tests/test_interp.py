@@ -127,8 +127,8 @@ def test_device_is_preserved_on_array_api_strict() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "exc", "match"),
     [
-        ({"knots": [[0.0, 1.0]]}, ValueError, "`knots` must be 1-D"),
-        ({"values": [[0.0, 1.0]]}, ValueError, "`values` must be 1-D"),
+        ({"knots": [[0.0, 1.0]] * 2, "x": [[0.5]] * 3}, ValueError, "`knots` and `x` do not broadcast"),
+        ({"values": [[0.0, 1.0]] * 2, "x": [[0.5]] * 3}, ValueError, "`values` and `x` do not broadcast"),
         ({"values": [0.0, 1.0, 2.0]}, ValueError, "`values` must have the length of `knots`"),
         ({"knots": [], "values": []}, ValueError, "`knots` must not be empty"),
         pytest.param(
