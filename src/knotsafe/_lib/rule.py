@@ -421,7 +421,9 @@ class InterpRule:
             # "stop": the knots are constants to every derivative of any order.
             knots = self.hooks.stop_gradient(knots)
         j, k0, k1, f0, f1 = self._bracket(x, knots, values, j)
-        thr = self.threshold(knots)
+        # The threshold is read by the slope's partials (d/dx, d/dknots) and by "extrapolate".
+        slope_read = not first_order or needs[0] or needs[1] or "extrapolate" in (self.left, self.right)
+        thr = self.threshold(knots) if slope_read else None
         fwd = self._forward(x, knots, values, k0, k1, f0, f1, any_nan, with_value, lo=lo, hi=hi, thr=thr)
         bounds = self._bound_weights(fwd.ends, x, needs)
 
