@@ -57,7 +57,8 @@ _TABLE = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_TABLE)
 #: From tests/backend_table.py, the one list of backends.
 BACKENDS = tuple(b["name"] for b in _TABLE.BACKENDS if b["bench"])
-#: (backend, mode, peer) -> largest allowed ratio knotsafe / peer (issue #5).
+#: (backend, mode, peer) -> largest allowed ratio knotsafe / peer: safety should cost at most this over the
+#: unprotected interpolation a user would otherwise call (docs/benchmarks.md).
 TARGETS = {
     ("numpy", "fwd", "numpy.interp"): 1.05,
     ("jax", "fwd", "jnp.interp"): 1.10,
@@ -65,13 +66,15 @@ TARGETS = {
     ("torch", "fwd+bwd", "plain"): 1.00,
 }
 MEMORY_TARGET = 8.0
-#: (table label, subset) -> largest allowed ratio knotsafe / peer (issue #10).
+#: (table label, subset) -> largest allowed ratio knotsafe / peer, per differentiated subset (a lens model
+#: differentiates only some arguments, and should pay only for those).
 SUBSET_TARGETS: dict[tuple[str, str], float] = {("NumPy", "forward"): 1.05}
 for _m in ("x,knots", "x", "knots", "values", "x,knots,values"):
     SUBSET_TARGETS[("JAX jit", _m)] = 1.10
     SUBSET_TARGETS[("PyTorch eager", _m)] = 1.00
     SUBSET_TARGETS[("PyTorch torch.compile", _m)] = 1.00
-#: Largest allowed second-order / first-order time (issue #10).
+#: Largest allowed second-order / first-order time: a Hessian-vector product should cost a small constant multiple
+#: of the gradient, as automatic differentiation gives for code without a custom derivative rule.
 ORDER2_TARGET = 3.0
 
 
