@@ -170,15 +170,23 @@ def tests_dask_cluster(session: nox.Session) -> None:
     session.run("python", "-m", "pytest", *PYTEST, "tests/test_dask_cluster.py", *session.posargs, env=env)
 
 
+BENCH_OUT = "build/benchmarks"  # ignored; ``-- --out benchmarks/results`` updates the committed results
+
+
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Side-by-side benchmarks against the peers (``-- --scale``: Dask workers and JAX devices, benchmarks/scale.py)."""
+    """Side-by-side benchmarks against the peers (``-- --scale``: Dask workers and JAX devices, benchmarks/scale.py).
+
+    Results go to build/benchmarks/ unless ``--out`` (and ``--plot``) say otherwise.
+    """
     _install(session, *TEST, *ALL_PACKAGES, "torchinterp1d")
+    args = [a for a in session.posargs if a != "--scale"]
+    out = () if any(a.startswith("--out") for a in args) else ("--out", BENCH_OUT)
     if "--scale" in session.posargs:
-        rest = [a for a in session.posargs if a != "--scale"]
-        session.run("python", "benchmarks/scale.py", *rest)
+        session.run("python", "benchmarks/scale.py", *out, *args)
         return
-    session.run("python", "benchmarks/run.py", *session.posargs)
+    plot = () if any(a.startswith("--plot") for a in args) else ("--plot", f"{BENCH_OUT}/bench_scaling.png")
+    session.run("python", "benchmarks/run.py", *out, *plot, *args)
 
 
 # --- Documentation and release ---
