@@ -239,7 +239,8 @@ def build(session: nox.Session) -> None:
     uv = session.venv_backend == "uv"
     _install(session, "build[uv]" if uv else "build", "twine")
     shutil.rmtree(DIST_OUT, ignore_errors=True)
-    session.run("python", "-m", "build", *(("--installer", "uv") if uv else ()), "--outdir", DIST_OUT)
+    if session.run("python", "-m", "build", *(("--installer", "uv") if uv else ()), "--outdir", DIST_OUT) is None:
+        return  # --install-only: nothing was built, so there is nothing to check
     dists = sorted(glob.glob(f"{DIST_OUT}/*"))
     wheels = [d for d in dists if d.endswith(".whl")]
     if len(dists) != 2 or len(wheels) != 1:
