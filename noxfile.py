@@ -105,8 +105,8 @@ for _backend in BACKENDS:
 def lint(session: nox.Session) -> None:
     """ruff (lint and format check) on every folder; mypy (strict) on src/knotsafe."""
     _install(session, "ruff", "mypy", "numpy", "array-api-compat")
-    paths = ("src", "tests", "conformance", "benchmarks", "examples", "docs", "tools", "noxfile.py")
-    paths = tuple(p for p in paths if (ROOT / p).exists())
+    folders = ("src", "tests", "conformance", "benchmarks", "examples", "docs", "tools", "noxfile.py")
+    paths = [p for p in folders if (ROOT / p).exists()]
     session.run("ruff", "check", *paths)
     session.run("ruff", "format", "--check", *paths)
     session.run("mypy", "src/knotsafe")
