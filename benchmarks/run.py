@@ -43,20 +43,18 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 if (ROOT / "src" / "knotsafe").is_dir():
     sys.path.insert(1, str(ROOT / "src"))
+sys.path.insert(2, str(ROOT))  # for the backend table, imported from the repository root as every reader does
 
 import contextlib  # noqa: E402
-import importlib.util  # noqa: E402
 
 import kernel as kernel_bench  # noqa: E402
 import numpy as np  # noqa: E402
 import peers  # noqa: E402
 
-_spec = importlib.util.spec_from_file_location("knotsafe_backend_table", ROOT / "tests" / "backend_table.py")
-assert _spec is not None and _spec.loader is not None
-_TABLE = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_TABLE)
+from tests.backend_table import BACKENDS as _TABLE  # noqa: E402
+
 #: From tests/backend_table.py, the one list of backends.
-BACKENDS = tuple(b["name"] for b in _TABLE.BACKENDS if b["bench"])
+BACKENDS = tuple(b.name for b in _TABLE if b.bench)
 #: (backend, mode, peer) -> largest allowed ratio knotsafe / peer: safety should cost at most this over the
 #: unprotected interpolation a user would otherwise call (docs/benchmarks.md).
 TARGETS = {

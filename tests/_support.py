@@ -38,7 +38,7 @@ def backend_module(name: str, module: str | None = None) -> Any:
     also skips in a session that does not select ``name`` (:func:`selected`)."""
     if not selected(name):
         pytest.skip(f"runs in the {name} session (KNOTSAFE_TEST_BACKENDS, installed frameworks)")
-    return importlib.import_module(module or backend_table.by_name(name)["module"])
+    return importlib.import_module(module or backend_table.by_name(name).module)
 
 
 def only_in_session_of(*names: str) -> pytest.MarkDecorator:

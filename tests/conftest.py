@@ -19,7 +19,7 @@ import pytest
 from tests import _support, backend_table
 
 ALL_BACKENDS = backend_table.NAMES
-_MODULES = {b["name"]: b["namespace"] for b in backend_table.BACKENDS}
+_MODULES = {b.name: b.namespace for b in backend_table.BACKENDS}
 #: Dask arrays made by the tests are cut into chunks of this size, so that every
 #: operation crosses chunk boundaries (1024 float64 or 2048 float32 per chunk; tests/test_dask.py cuts smaller).
 DASK_CHUNK_SIZE = "8KiB"
