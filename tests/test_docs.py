@@ -39,7 +39,7 @@ FRAMEWORKS = {
 }
 #: The README's test command: CI (.ci/run) runs this line verbatim.
 TEST_COMMAND = (
-    "python -m pip install nox && python -m nox -s tests-numpy tests-jax tests-torch tests-strict tests-dask "
+    "python -m pip install 'nox[uv]' && python -m nox -s tests-numpy tests-jax tests-torch tests-strict tests-dask "
     "conformance lint"
 )
 TEST_COMMAND_MARKER = "<!-- test-command: .ci/run runs this line verbatim -->"
