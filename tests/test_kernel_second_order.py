@@ -19,7 +19,7 @@ from scipy.special import ndtr
 
 import knotsafe
 from tests import _support
-from tests.test_kernel_cdf import _data, _exact_sum_native
+from tests.test_kernel_density import _data, _exact_sum_native
 
 pytestmark = pytest.mark.skip_xp_backend("dask", reason="no autodiff on dask arrays")
 
