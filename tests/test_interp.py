@@ -260,7 +260,7 @@ def test_left_right_under_jit(xp: ModuleType, kw: dict, kind: str) -> None:
     np.testing.assert_array_equal(np.asarray(jax.jit(f)(x, k, v)), np.interp(QUERIES, KNOTS, VALUES, **kw).astype(dt))
     _, ex, ek, ev = contract_partials(QUERIES, KNOTS, VALUES, threshold=contract_threshold(KNOTS, dt), **kw)
     gx, gk, gv = jax.jit(jax.grad(lambda a, b, c: f(a, b, c).sum(), argnums=(0, 1, 2)))(x, k, v)
-    # Exact: slope 1, w in {0, 1/2} (see test_left_right_gradients).
+    # Exact: slope 1, w in {0, 1/2} (see test_left_right_gradients in tests/test_gradients.py).
     np.testing.assert_array_equal(np.asarray(gx), ex)
     np.testing.assert_array_equal(np.asarray(gk), ek.sum(axis=0))
     np.testing.assert_array_equal(np.asarray(gv), ev.sum(axis=0))

@@ -319,7 +319,7 @@ def test_weighted_mesh_rows_do_not_move_when_tied_points_are_permuted(xp: Module
         20, asarray(xp, data[perm], dt), asarray(xp, over, dt), asarray(xp, w[perm], dt)
     )
     np.testing.assert_array_equal(to_numpy(i1), to_numpy(i2))
-    # The ranks are bitwise invariant (test above); the normalisation's mean and std
+    # The ranks are bitwise invariant (tests/test_transforms.py); the normalisation's mean and std
     # are sums in input order, whose rounding moves with the permutation: relative
     # error <= N eps, times the largest rank slope of this grid (~30 cells per unit).
     tol = 30 * 2000 * np.finfo(dt).eps
