@@ -534,7 +534,7 @@ def _interp_case(dev: Devices) -> tuple[Any, Any, Any, Any]:
 
 def _assert_interp_grads(dev: Devices, g: Any, ref_g: Any, x: Any, k: Any, v: Any, c: Any) -> None:
     """Gradients of ``sum(c * interp(x, k, v))``: per query bitwise; for the replicated knots and values
-    (sums over the queries, added in another order) within the summation bound (module docstring)."""
+    (sums over the queries, added in another order) within the summation bound (the section's comment)."""
     import knotsafe
 
     np.testing.assert_array_equal(np.asarray(g[0]), np.asarray(ref_g[0]))  # per query: same computation
@@ -666,7 +666,7 @@ class TestOnEightDevices:
         val_s, grad_s = jax.jit(smap)(thetas)
         # Each lens model lies whole on one device, but XLA vectorises the sum
         # over queries differently for a batch of 8 and a batch of 1: the sums
-        # agree to the summation bound over their own terms (module docstring).
+        # agree to the summation bound over their own terms (the section's comment).
         val_abs, grad_abs = _lens_term_sums(data, over, c, np.asarray(thetas))
         n_terms = 4 * over.shape[0] + 2 * data.shape[0]  # every product that reaches a sum
         for v, g in ((val, grad), (val_s, grad_s)):
