@@ -25,7 +25,7 @@ MUTANT = "factor_1"
 # The rule's module, where factor_1 goes; the edit is a comment, so the mutant's text still occurs once.
 EDITED = "src/knotsafe/_lib/rule.py"
 EDIT = "\n# An uncommitted edit the mutation tools must not lose.\n"
-TESTS = ["tests/test_contract.py", "-k", "duplicate_threshold"]
+TESTS = ["tests/test_gradients.py", "-k", "duplicate_threshold"]
 
 
 def _digest(root: Path) -> dict[str, str]:

@@ -9,7 +9,7 @@ Usage, from anywhere, with an interpreter that has the backends the mutants need
 
     KNOTSAFE_TEST_BACKENDS=numpy,torch python tools/mutation/hand_mutants.py             # every mutant
     python tools/mutation/hand_mutants.py --only factor_1,ranks_i_over_N                   # some of them
-    python tools/mutation/hand_mutants.py --only factor_1 -- tests/test_contract.py -k threshold
+    python tools/mutation/hand_mutants.py --only factor_1 -- tests/test_gradients.py -k threshold
 
 Without pytest arguments each mutant runs its own tests (``HandMutant.tests``; empty: the test selection
 of its module's first run in ``run.RUNS``).  It prints every failing test, and exits non-zero when a
@@ -49,7 +49,36 @@ class HandMutant:
     equivalent: str = ""
 
 
-_CONTRACT = ("tests/test_contract.py",)
+def test_ids(file: str, names: str) -> tuple[str, ...]:
+    """The node ids of the named tests (separated by whitespace) of one file of tests/."""
+    return tuple(f"tests/{file}::{name}" for name in names.split())
+
+
+#: The tests of the contract's own numbers (left/right, the partials at the knots, the duplicate
+#: threshold, the ranks and the weight gradients, infinite values, the generic stop_gradient path):
+#: the behavioural hand mutants must keep failing them.  ``run.py`` selects them too.
+CONTRACT_TESTS = (
+    *test_ids(
+        "test_interp.py",
+        "test_left_right_forward_values test_left_right_under_jit"
+        " test_standard_forward_raises_no_floating_point_errors",
+    ),
+    *test_ids(
+        "test_gradients.py",
+        "test_left_right_gradients test_dvalues_with_right_set_gives_no_weight_above_range"
+        " test_derivative_on_first_interior_and_last_knot test_duplicate_threshold_is_eight_eps_max_abs_knot"
+        " test_gap_exactly_at_threshold_is_a_duplicate",
+    ),
+    *test_ids(
+        "test_transforms.py",
+        "test_create_transforms_values_against_sort_and_numpy_interp"
+        " test_create_transforms_gradient_wrt_weights test_weight_gradient_of_four_points_worked_by_hand",
+    ),
+    *test_ids("test_rectangular.py", "test_mesh_gradient_wrt_mesh_weight_map"),
+    *test_ids("test_edge_inputs.py", "test_infinite_values_follow_numpy_interp"),
+    *test_ids("test_backends.py", "test_generic_stop_gradient_path"),
+)
+_CONTRACT = CONTRACT_TESTS
 _JVP = "return out, p.tangent(x_dot, knots_dot, values_dot)"
 _OUT = "out = interp(x, knots, values, jax.lax.stop_gradient(out))"
 _JAX = ("jax",)

@@ -82,58 +82,245 @@ class Run:
     mutants: tuple[str, ...] = ()
 
 
-# The tests (with -x, stop at the first failure) and backends that reach each module.  A file is listed
-# only if it calls the module's code on the backends named; hypothesis-heavy files are left out.
-_SECOND = (
-    "tests/test_second_order.py::test_duplicate_bins_have_zero_finite_second_derivatives",
-    "tests/test_second_order.py::test_mixed_x_values_second_derivative",
+# The tests (with -x, stop at the first failure) and backends that reach each module.  A test is listed
+# only if it calls the module's code on the backends named; hypothesis-heavy tests are left out.  The
+# groups below are named after what they check, and list tests of the behaviour files.
+
+
+_in = hand_mutants.test_ids
+_SECOND = _in(
+    "test_second_order.py",
+    "test_duplicate_bins_have_zero_finite_second_derivatives test_mixed_x_values_second_derivative",
 )
-_KILLS = "tests/test_mutation_kills.py"
+# The contract's own numbers (hand_mutants.py: the behavioural hand mutants must keep failing them).
+_CONTRACT = hand_mutants.CONTRACT_TESTS
+# Every point class of the gradient contract, and a single knot.
+_POINT_CLASSES = (*_in("test_gradients.py", "test_every_point_class test_single_knot"),)
+# The rule's edges: infinite knots, NaN left/right, PyTorch's private APIs missing.
+_RULE_EDGES = (
+    *_in(
+        "test_edge_inputs.py",
+        "test_infinite_knot_does_not_make_every_bin_a_duplicate"
+        " test_generic_path_forward_values_equal_numpy_for_infinities",
+    ),
+    *_in("test_interp.py", "test_nan_left_right_reuse_the_compiled_function"),
+    *_in("test_gradients.py", "test_torch_private_apis_missing_or_raising_fall_back_to_the_function"),
+)
+# Forward against reverse mode, jit and vmap.
+_AUTODIFF_MODES = (
+    *_in(
+        "test_gradients.py",
+        "test_forward_mode_equals_reverse_mode test_jax_jit_gives_identical_values_and_gradients"
+        " test_vmap_gives_per_example_results",
+    ),
+)
+# The public API's edges: the argument an error names, xp= with Python data, min_gap and knot_grad
+# reaching both transforms, output dtypes, the NumPy forward bitwise, the hooks' contract, dual numbers.
+_API_EDGES = (
+    *_in(
+        "test_transforms.py",
+        "test_weight_errors_name_the_keyword_the_caller_used"
+        " test_create_transforms_with_xp_accepts_python_data test_min_gap_reaches_both_transforms"
+        " test_knot_grad_stop_reaches_both_transforms"
+        " test_transform_outputs_take_the_floating_dtype_of_queries_and_points",
+    ),
+    *_in("test_backends.py", "test_builtin_hooks_keep_the_hook_contract"),
+    *_in("test_interp.py", "test_numpy_forward_is_numpy_interp_bitwise"),
+    *_in("test_gradients.py", "test_torch_forward_ad_dual_numbers"),
+)
+# The tests written for the survivors of earlier runs (docs/mutation.md).
+_SURVIVORS = (
+    *_in(
+        "test_gradients.py",
+        "test_forward_mode_with_no_tangent_on_x test_torch_forward_ad_dual_numbers_on_any_inputs"
+        " test_torch_outputs_and_gradients_stay_on_the_inputs_device"
+        " test_torch_nested_transform_with_constant_inputs_at_the_inner_level"
+        " test_partials_tangent_reads_a_missing_tangent_as_zero"
+        " test_rule_partials_on_the_strict_standard_namespace test_gap_exactly_at_threshold_is_a_duplicate"
+        " test_torch_compile_with_one_input_requiring_a_gradient_in_a_duplicate_bin"
+        " test_torch_reverse_mode_for_each_subset_of_inputs_requiring_a_gradient",
+    ),
+    *_in(
+        "test_backends.py",
+        "test_builtin_hooks_keep_the_hook_contract"
+        " test_torch_backend_registered_with_the_standard_scatter_add"
+        " test_generic_scatter_add_keeps_dtype_and_device"
+        " test_generic_is_concrete_is_false_only_for_lazy_arrays"
+        " test_numpy_erf_without_scipy_is_the_standard_erf",
+    ),
+    *_in(
+        "test_validation.py",
+        "test_jax_eager_checks_run_and_traced_checks_are_skipped test_eager_data_checks_raise"
+        " test_complex_points_are_a_type_error_naming_points"
+        " test_traced_bad_data_makes_every_transform_output_nan",
+    ),
+    *_in(
+        "test_edge_inputs.py",
+        "test_bin_to_an_infinite_knot_with_an_infinite_value_is_a_duplicate"
+        " test_half_precision_transforms_are_computed_in_float32 test_torch_vmap_keeps_numpy_nan_retries",
+    ),
+    *_in(
+        "test_interp.py",
+        "test_left_right_are_rounded_once_to_the_queries_dtype"
+        " test_strict_arrays_on_a_non_default_device_with_left_right"
+        " test_torch_compile_without_gradients_gives_numpy_interp_values",
+    ),
+    *_in(
+        "test_kernel_density.py",
+        "test_kernel_only_arguments_with_the_rank_method_name_the_argument test_kernel_span_ratio_is_checked"
+        " test_kernel_span_ratio_below_the_data_span_gives_nan"
+        " test_kernel_table_inverse_with_knot_grad_stop_moves_only_with_the_range"
+        " test_kernel_table_inverse_with_a_large_min_gap_has_zero_slope",
+    ),
+    *_in(
+        "test_transforms.py",
+        "test_inverse_transform_inside_a_run_of_tied_points_follows_the_tie_rule"
+        " test_weighted_ranks_are_in_the_points_dtype_and_bitwise_equal_on_numpy_and_torch"
+        " test_strict_transforms_on_a_non_default_device"
+        " test_queries_of_the_wrong_kind_are_errors_naming_q_or_u"
+        " test_transform_outputs_take_the_floating_dtype_of_queries_and_points",
+    ),
+    *_in(
+        "test_complex_period.py",
+        "test_torch_complex_values_with_infinite_imaginary_parts_keep_dtype_and_parts"
+        " test_torch_complex32_values_with_infinite_imaginary_parts_give_numpys_values",
+    ),
+)
+# torch.compile of code calling knotsafe: the compiled values and gradients equal eager ones.
+_TORCH_COMPILE = (
+    *_in(
+        "test_gradients.py",
+        "test_compiled_interp_forward_and_backward_equal_eager"
+        " test_compiled_first_call_each_subset_equals_eager"
+        " test_torch_func_forward_mode_equals_reverse_mode_in_eager",
+    ),
+    *_in("test_transforms.py", "test_compiled_create_transforms_equals_eager"),
+)
+# The kernel method of create_transforms (values, inverses, gradients, arguments) and the erf hooks.
+_KERNEL = (
+    *_in("test_backends.py", "test_standard_erf_within_a_few_ulp test_builtin_hooks_keep_the_hook_contract"),
+    *_in(
+        "test_kernel_density.py",
+        "test_forward_matches_exact_sum test_forward_beyond_one_span test_float32_within_10_eps"
+        " test_float32_many_nodes_within_10_eps test_nan_queries_give_nan test_exact_inverse"
+        " test_table_inverse_is_pyautoarrays test_gradients_match_autodiff_of_exact_sum"
+        " test_gradients_match_central_differences test_inverse_gradient_is_implicit_derivative"
+        " test_jax_jit_vmap_jacobians test_torch_func_jacobians test_bad_arguments_raise"
+        " test_traced_points_need_span_ratio test_float32_gradients_finite",
+    ),
+)
+# The edge inputs and the validation layer: one read per input, bad data's messages, traced data,
+# complex data, weighted ties, extreme scales, the mesh's index range, half precision, threads.
+_EDGES = (
+    *_in(
+        "test_validation.py",
+        "test_mappings_weights_reads_each_input_once test_create_transforms_reads_each_input_once"
+        " test_kernel_create_transforms_reads_each_input_once test_kernel_mesh_reads_each_input_once"
+        " test_complex_interp_reads_the_knots_once test_non_finite_points_raise_with_count_and_first_row"
+        " test_bad_weights_raise_with_count_and_first_row test_under_jit_bad_data_gives_nan_not_a_number"
+        " test_complex_input_is_a_type_error_naming_the_argument",
+    ),
+    *_in(
+        "test_transforms.py",
+        "test_weighted_ranks_are_a_function_of_the_multiset"
+        " test_uniform_weights_are_the_unweighted_staircase_with_ties"
+        " test_weighted_ranks_bitwise_equal_across_backends test_fixed_order_cumulative_sum",
+    ),
+    *_in(
+        "test_rectangular.py",
+        "test_weighted_mesh_rows_do_not_move_when_tied_points_are_permuted test_mesh_is_scale_invariant"
+        " test_mesh_index_range",
+    ),
+    *_in(
+        "test_edge_inputs.py",
+        "test_half_precision_values_and_gradients"
+        " test_half_precision_narrow_bins_keep_their_values_and_slopes"
+        " test_half_precision_transform_gradients_zero_only_on_ties test_half_precision_ranks_do_not_overflow",
+    ),
+    *_in("test_backends.py", "test_first_use_while_other_threads_import_frameworks"),
+)
+# interp's values and argument checks, and its gradients on the knot cases.
+_INTERP = (
+    *_in(
+        "test_interp.py",
+        "test_forward_matches_numpy_interp test_left_right_and_shape"
+        " test_integer_inputs_promote_to_default_float test_scalar_query test_xp_argument_converts_numpy_data"
+        " test_two_libraries_raise_type_error_naming_both test_device_is_preserved_on_array_api_strict"
+        " test_bad_input_names_the_argument test_python_data_without_xp_is_a_type_error"
+        " test_xp_must_be_a_namespace",
+    ),
+    *_in(
+        "test_gradients.py",
+        "test_gradients_finite_everywhere test_zero_slope_in_duplicate_bins_and_bounded_elsewhere"
+        " test_gradients_match_central_differences test_stop_keeps_x_and_values_gradients"
+        " test_min_gap_controls_what_is_a_duplicate test_lens_grid_breaks_plain_interp_but_not_knotsafe",
+    ),
+)
+# The rank transforms: values, weights, arguments, gradients through the lens chain.
+_TRANSFORMS = (
+    *_in(
+        "test_transforms.py",
+        "test_transform_matches_numpy_reference test_transform_range_monotone_and_round_trip"
+        " test_any_dimension test_uniform_weights_equal_unweighted_exactly test_weighted_ranks_match_reference"
+        " test_original_call_shape_with_plain_module test_bad_input_names_the_argument"
+        " test_bad_queries_and_options test_nan_queries_give_nan"
+        " test_chain_gradient_finite_and_matches_finite_difference test_chain_gradient_finite_in_float32",
+    ),
+)
+# The registry, the built-in hooks and the standard-only defaults.
+_BACKENDS = (
+    *_in(
+        "test_backends.py",
+        "test_builtin_hooks_keep_the_hook_contract test_lookup_is_thread_safe"
+        " test_import_knotsafe_imports_no_framework test_using_numpy_does_not_import_other_frameworks"
+        " test_unregistered_namespace_warns_once_with_identity_hooks test_register_and_unregister_a_backend"
+        " test_register_validates_its_arguments test_registered_hooks_override_builtins"
+        " test_entry_point_is_loaded_lazily_by_namespace_name"
+        " test_generic_linearize_equals_native_custom_derivative",
+    ),
+)
+# Chunked Dask arrays: lazy, bounded task graphs, NumPy's results bitwise.
+_DASK = (
+    *_in(
+        "test_scale_out.py",
+        "test_interp_on_chunked_arrays_is_lazy_and_equals_numpy_bitwise"
+        " test_interp_float32_within_the_contract_bound"
+        " test_create_transforms_on_chunked_points_equal_numpy_bitwise"
+        " test_kernel_transform_on_chunked_points_needs_span_ratio_and_is_lazy"
+        " test_rectangular_mesh_on_chunked_grids_equals_numpy_bitwise"
+        " test_data_checks_are_skipped_on_lazy_arrays_without_computing"
+        " test_shape_and_type_checks_still_raise_on_dask test_n_data_cannot_be_inferred_from_lazy_sub_to_data"
+        " test_numpy_and_jax_users_never_import_dask",
+    ),
+)
 RUNS: dict[str, Run] = {
     # The rule's code is the same on every backend; PyTorch reaches all of it (values, partials, both
-    # directions of the Function, and the generic stop_gradient path through test_contract.py).  The
+    # directions of the Function, and the generic stop_gradient path of the contract's tests).  The
     # second-order tests kill the mutants that change only the partials' own derivatives.
     "rule": Run(
         "rule",
         "torch",
         (
-            "tests/test_point_classes.py",
-            "tests/test_contract.py",
-            "tests/test_rule_edges.py",
-            _KILLS,
-            "tests/test_second_order.py::test_hessian_of_issue_example_matches_contract_and_central_differences",
+            *_POINT_CLASSES,
+            *_CONTRACT,
+            *_RULE_EDGES,
+            *_SURVIVORS,
+            *_in(
+                "test_second_order.py", "test_hessian_of_the_worked_example_matches_its_numbers_and_central_differences"
+            ),
             *_SECOND,
         ),
     ),
     # The standard-only hooks: array-api-strict uses every one of them; PyTorch reaches
-    # generic_linearize through the generic stop_gradient path of test_contract.py.
-    "hooks": Run("hooks", "torch,array_api_strict", ("tests/test_contract.py", "tests/test_backends.py", _KILLS)),
+    # generic_linearize through the generic stop_gradient path of the contract's tests.
+    "hooks": Run("hooks", "torch,array_api_strict", (*_CONTRACT, *_BACKENDS, *_SURVIVORS)),
     # The NumPy hooks' own tests (name, forward bitwise, scatter-add dtypes) and the erf hook's.
-    "hooks_numpy": Run(
-        "hooks_numpy",
-        "numpy",
-        (
-            "tests/test_contract_edges.py",
-            _KILLS,
-            "tests/test_contract.py",
-            "tests/test_backends.py",
-            "tests/test_interp.py",
-        ),
-    ),
-    # The Dask hooks only change the task graph, never a value: test_dask.py bounds the graph sizes
-    # (a gather or scan on a chunked array multiplies the tasks) and compares with NumPy bitwise.
-    "hooks_dask": Run("hooks_dask", "dask", ("tests/test_dask.py", "tests/test_backends.py")),
+    "hooks_numpy": Run("hooks_numpy", "numpy", (*_API_EDGES, *_SURVIVORS, *_CONTRACT, *_BACKENDS, *_INTERP)),
+    # The Dask hooks only change the task graph, never a value: the Dask tests bound the graph sizes
+    # (a gather or scan on a chunked array multiplies the tasks) and compare with NumPy bitwise.
+    "hooks_dask": Run("hooks_dask", "dask", (*_DASK, *_BACKENDS)),
     "hooks_torch": Run(
-        "hooks_torch",
-        "torch",
-        (
-            _KILLS,
-            "tests/test_point_classes.py",
-            "tests/test_contract.py",
-            "tests/test_autodiff_modes.py",
-            "tests/test_backends.py",
-            *_SECOND,
-        ),
+        "hooks_torch", "torch", (*_SURVIVORS, *_POINT_CLASSES, *_CONTRACT, *_AUTODIFF_MODES, *_BACKENDS, *_SECOND)
     ),
     # JAX: every test recompiles (the plugin clears the compiled-function cache), so the selection is
     # the JAX-specific tests plus one point-class case per knot_grad policy, the jit test and the
@@ -143,10 +330,10 @@ RUNS: dict[str, Run] = {
         "hooks_jax",
         "jax",
         (
-            _KILLS,
-            "tests/test_point_classes.py::test_every_point_class[jax-float64-left_right-exact]",
-            "tests/test_point_classes.py::test_every_point_class[jax-float64-no_left_right-stop]",
-            "tests/test_autodiff_modes.py::test_jax_jit_gives_identical_values_and_gradients",
+            *_SURVIVORS,
+            "tests/test_gradients.py::test_every_point_class[jax-float64-left_right-exact]",
+            "tests/test_gradients.py::test_every_point_class[jax-float64-no_left_right-stop]",
+            *_in("test_gradients.py", "test_jax_jit_gives_identical_values_and_gradients"),
             *_SECOND,
         ),
         {"JAX_ENABLE_X64": "1", **_JAX_CACHE},
@@ -155,9 +342,9 @@ RUNS: dict[str, Run] = {
         "hooks_jax",
         "jax",
         (
-            _KILLS,
-            "tests/test_point_classes.py::test_every_point_class[jax-float32-left_right-exact]",
-            "tests/test_autodiff_modes.py::test_jax_jit_gives_identical_values_and_gradients",
+            *_SURVIVORS,
+            "tests/test_gradients.py::test_every_point_class[jax-float32-left_right-exact]",
+            *_in("test_gradients.py", "test_jax_jit_gives_identical_values_and_gradients"),
         ),
         {"JAX_ENABLE_X64": "0", **_JAX_CACHE},
     ),
@@ -167,7 +354,7 @@ RUNS: dict[str, Run] = {
     "hooks_torch_compile": Run(
         "hooks_torch",
         "torch",
-        ("tests/test_torch_compile.py",),
+        _TORCH_COMPILE,
         mutants=(
             "*.x__linearize__mutmut_*",
             "*.x__is_concrete__mutmut_*",
@@ -175,38 +362,27 @@ RUNS: dict[str, Run] = {
             "*.x_make_hooks__mutmut_*",
         ),
     ),
-    # The transforms' edges (the argument an error names, xp= with Python data, min_gap and knot_grad
-    # reaching both transforms, output dtypes) are in test_contract_edges.py.  test_edges.py is left
-    # out: any of its tests makes every mutant's pytest collect that whole file (twenty times slower
-    # per mutant), so its tie-run and weighted-rank tests were used by hand for the survivors.
+    # The transforms' tests, the public API's edges (the argument an error names, xp= with Python data,
+    # min_gap and knot_grad reaching both transforms, output dtypes), the contract's, the kernel
+    # method's and the survivors'.  The edge inputs are left out: their hypothesis tests are slow per
+    # mutant; their tie-run and weighted-rank tests were used by hand for the survivors.
     # array-api-strict: its second device and its strict dtypes see mutants NumPy and PyTorch do not.
     "ranks": Run(
-        "ranks",
-        "numpy,torch,array_api_strict",
-        (
-            "tests/test_transforms.py",
-            "tests/test_contract.py",
-            "tests/test_contract_edges.py",
-            "tests/test_kernel_cdf.py",
-            _KILLS,
-        ),
+        "ranks", "numpy,torch,array_api_strict", (*_TRANSFORMS, *_CONTRACT, *_API_EDGES, *_KERNEL, *_SURVIVORS)
     ),
-    # test_edges.py without its slowest tests that check no data (thread imports, bitwise cross-backend
-    # ranks, the fixed-order cumulative sum, half precision); its jit tests stay, they are the only ones
-    # that reach the traced (unread) verdicts.  The weight, kernel and mesh error tests and
-    # array-api-strict (no astype(..., None)) kill the survivors of a run without them.
+    # The edge inputs without their slowest tests that check no data (thread imports, bitwise
+    # cross-backend ranks, the fixed-order cumulative sum, half precision); their jit tests stay, they
+    # are the only ones that reach the traced (unread) verdicts.  The weight, kernel and mesh error
+    # tests and array-api-strict (no astype(..., None)) kill the survivors of a run without them.
     "checks": Run(
         "checks",
         "numpy,torch,array_api_strict",
         (
-            "tests/test_transforms.py::test_bad_input_names_the_argument",
-            "tests/test_transforms.py::test_weighted_ranks_match_reference",
-            "tests/test_kernel_cdf.py::test_bad_arguments_raise",
-            "tests/test_kernel_cdf.py::test_forward_matches_exact_sum",
-            "tests/test_rectangular.py::test_bad_arguments_raise",
-            "tests/test_edge_table.py",
-            "tests/test_contract_edges.py",
-            "tests/test_edges.py",
+            *_in("test_transforms.py", "test_bad_input_names_the_argument test_weighted_ranks_match_reference"),
+            *_in("test_kernel_density.py", "test_bad_arguments_raise test_forward_matches_exact_sum"),
+            *_in("test_rectangular.py", "test_bad_arguments_raise"),
+            *_API_EDGES,
+            *_EDGES,
             "-k",
             "not threads and not bitwise_equal_across_backends and not fixed_order_cumulative_sum"
             " and not half_precision",
