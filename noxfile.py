@@ -132,7 +132,7 @@ CROSS_TESTS = (
     "tests/test_cross_backend.py",
     "tests/test_rectangular.py::test_jax_and_torch_gradients_agree",
     "tests/test_second_order.py::test_jax_and_torch_hessians_agree",
-    "tests/test_edges.py::test_first_use_while_other_threads_import_frameworks",
+    "tests/test_backends.py::test_first_use_while_other_threads_import_frameworks",
 )
 
 

@@ -696,3 +696,48 @@ def test_jax_jit_matches_eager(xp: ModuleType) -> None:
     # XLA fuses the arithmetic differently under jit: values agree to rounding.
     eps = float(np.finfo(np.asarray(m).dtype).eps)
     np.testing.assert_allclose(np.asarray(m_jit), np.asarray(m), rtol=0, atol=16 * eps)
+
+
+@pytest.mark.parametrize("transform", ["rank", "kernel"])
+def test_mesh_object_gives_the_functions_results_bitwise(xp: ModuleType, transform: str) -> None:
+    """One Mesh answers mappings_weights, pixel_centres and pixel_areas exactly as the three functions do."""
+    rng = np.random.default_rng(3)
+    data = np.round(rng.normal(size=(60, 2)), 1)  # ties
+    over = data + rng.normal(scale=0.05, size=data.shape)
+    weights = rng.uniform(0.5, 2.0, size=60)
+    args = (7, xp.asarray(data))
+    opts = {"transform": transform}
+    mesh = rectangular.Mesh(*args, xp.asarray(over), xp.asarray(weights), **opts)
+    want_idx, want_w = rectangular.mappings_weights(*args, xp.asarray(over), xp.asarray(weights), **opts)
+    got_idx, got_w = mesh.mappings_weights()
+    np.testing.assert_array_equal(_support.to_numpy(got_idx), _support.to_numpy(want_idx))
+    np.testing.assert_array_equal(_support.to_numpy(got_w), _support.to_numpy(want_w))
+    centres = rectangular.pixel_centres(*args, xp.asarray(weights), **opts)
+    areas = rectangular.pixel_areas(*args, xp.asarray(weights), **opts)
+    np.testing.assert_array_equal(_support.to_numpy(mesh.pixel_centres()), _support.to_numpy(centres))
+    np.testing.assert_array_equal(_support.to_numpy(mesh.pixel_areas()), _support.to_numpy(areas))
+    assert mesh.source_grid_size == 7
+
+
+def test_mesh_object_sorts_the_data_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The transforms (one sort per column) are built on first use and shared by every method."""
+    built = []
+    real = mesh_lib.rank_transform
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        built.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mesh_lib, "rank_transform", counting)
+    data = np.random.default_rng(4).normal(size=(40, 2))
+    mesh = rectangular.Mesh(5, data, data)
+    mesh.mappings_weights()
+    mesh.pixel_centres()
+    mesh.pixel_areas()
+    assert len(built) == 1
+
+
+def test_mesh_object_without_over_sampled_grid_names_it() -> None:
+    data = np.random.default_rng(5).normal(size=(30, 2))
+    with pytest.raises(TypeError, match="data_grid_over_sampled"):
+        rectangular.Mesh(5, data).mappings_weights()
