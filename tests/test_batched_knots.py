@@ -331,3 +331,33 @@ def test_bad_batched_shapes_name_the_argument(
     bounds = {name: asarray(xp, np.zeros(s), dt) for name, s in kw.items()}
     with pytest.raises(ValueError, match=match):
         knotsafe.interp(x, k, v, **bounds)
+
+
+# --- the row-aware hooks ------------------------------------------------------------------------
+
+
+def test_searchsorted_and_take_hooks_work_row_by_row(xp: ModuleType, rng: np.random.Generator) -> None:
+    """Each backend's searchsorted/take hooks and the standard-only defaults on rows, against
+    numpy.searchsorted and fancy indexing row by row (NaN, -0.0, +-inf and the knots themselves as
+    queries; a row with no knots)."""
+    from knotsafe.backends import generic_searchsorted, generic_take, hooks_for
+
+    ns = array_api_compat.array_namespace(xp.asarray(0.0))
+    hooks = hooks_for(ns)
+    dt = _dt(xp)
+    k = np.sort(rng.uniform(-1.0, 1.0, (3, 9)), axis=1).astype(dt)
+    k[0, 4] = k[0, 3]
+    k[1] = [-0.9, -0.5, -0.2, -0.0, 0.0, 0.1, 0.3, 0.6, 0.8]  # -0.0 and 0.0 are equal knots
+    x = rng.uniform(-1.5, 1.5, (3, 12)).astype(dt)
+    x[:, :3] = k[:, [0, 3, 8]]
+    x[0, 5], x[1, 6], x[2, 7], x[2, 8] = np.nan, 0.0, np.inf, -np.inf
+    expected = np.stack([np.searchsorted(k[r], x[r], side="right") for r in range(3)])
+    for search in (hooks.searchsorted, generic_searchsorted):
+        got = to_numpy(search(ns, asarray(xp, k, dt), asarray(xp, x, dt)))
+        np.testing.assert_array_equal(got, expected)
+        empty = to_numpy(search(ns, asarray(xp, k[:, :0], dt), asarray(xp, x, dt)))
+        np.testing.assert_array_equal(empty, np.zeros(x.shape, dtype=int))
+    index = np.minimum(expected, 8)
+    for take in (hooks.take, generic_take):
+        got = to_numpy(take(ns, asarray(xp, k, dt), ns.asarray(index)))
+        np.testing.assert_array_equal(got, np.take_along_axis(k, index, axis=1))

@@ -281,7 +281,7 @@ def test_extrapolated_duplicate_end_has_finite_zero_slope_gradients(xp: ModuleTy
 
 def _compilations(f: Any, calls: int) -> int:
     """XLA compilations (JAX's own compile events) during ``calls`` calls of ``f`` after a warming one,
-    as tests/test_edge_table.py counts them (where the counter is shown to count recompiles)."""
+    as docs/edge-inputs.md counts them (where the counter is shown to count recompiles)."""
     import jax
 
     f()
