@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import knotsafe
-from tests._support import AutoDiff, asarray, backend_module, backend_name, eps_of, has_float64, to_numpy
+from tests._support import AutoDiff, asarray, backend_module, backend_name, eps_of, has_float64, selected, to_numpy
 
 KNOTS = np.array([-1.5, -0.5, 0.25, 0.25, 1.0, 2.5])
 VALUES = np.array([2.0, -1.0, 0.5, 3.0, 1.5, -2.0])
@@ -394,3 +394,28 @@ def test_bad_bound_arrays_name_the_argument(xp: ModuleType) -> None:
     torch = pytest.importorskip("torch")
     with pytest.raises(TypeError, match="`left` is a torch array"):
         _call(xp, dt, left=torch.asarray(1.0))
+
+
+def test_complex_bound_gradients_follow_each_frameworks_convention() -> None:
+    """L = Re(sum(out) * (2 - 3i)) with one query below the knots: dL/dRe(left) = 2, dL/dIm(left) = 3.
+
+    JAX's grad is dL/dRe - i dL/dIm, PyTorch's dL/dRe + i dL/dIm (docs/complex-and-period.md).
+    """
+    v = np.array([1 + 1j, 2 - 1j, 0.5j])
+    k, x = np.array([0.0, 1.0, 2.0]), np.array([-1.0, 0.5, 3.0])
+    w = 2 - 3j
+    if selected("jax"):
+        import jax
+        import jax.numpy as jnp
+
+        with jax.enable_x64(True):
+            args = (jnp.asarray(x), jnp.asarray(k), jnp.asarray(v))
+            g = jax.grad(lambda b: jnp.real(knotsafe.interp(*args, left=b).sum() * w))(jnp.asarray(1.0 + 2.0j))
+        assert complex(g) == 2 - 3j
+    if selected("torch"):
+        import torch
+
+        b = torch.tensor(1.0 + 2.0j, dtype=torch.complex128, requires_grad=True)
+        out = knotsafe.interp(torch.asarray(x), torch.asarray(k), torch.asarray(v), left=b)
+        (out.sum() * w).real.backward()
+        assert complex(b.grad) == 2 + 3j
