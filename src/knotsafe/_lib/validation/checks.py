@@ -49,6 +49,22 @@ def fails(xp: ModuleType, condition: Array) -> bool:
     return read_verdict(xp, verdict) == 0
 
 
+def check_all(xp: ModuleType, condition: Array, message: str) -> Array | None:
+    """Raise ``ValueError(message)`` when ``condition`` is not true everywhere (one read).
+
+    Returns None when checked, or the unread 0-d boolean "bad data" verdict
+    where the data cannot be read (under tracing, on lazy arrays), for
+    :func:`poison`.
+    """
+    ok = xp.all(condition)
+    found = read_verdict(xp, xp.astype(ok, default_int(xp, ok)))
+    if found is None:
+        return ~ok
+    if found == 0:
+        raise ValueError(message)
+    return None
+
+
 def check_rows(
     xp: ModuleType,
     name: str,
