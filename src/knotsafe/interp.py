@@ -175,17 +175,18 @@ def interp(
     # Unreadable knots (under tracing, lazy Dask) are not checked: `bad` is the
     # unread verdict, and a True one makes every output NaN (a binary search on
     # unsorted knots finds no meaningful bin for any query).
+    hooks = hooks_for(xp_)
+    # One block (Dask): the shifted comparison of chunked knots would rechunk them once more.
+    whole = hooks.consolidate(knots)
     if per is None:
         # A NaN fails every comparison: with two knots or more it breaks the order.
-        ordered = knots[1:] >= knots[:-1] if knots.shape[0] > 1 else ~xp_.isnan(knots)
+        ordered = whole[1:] >= whole[:-1] if knots.shape[0] > 1 else ~xp_.isnan(whole)
         bad = _checks.check_all(xp_, ordered, "`knots` must be non-decreasing and free of NaN")
     else:
         bad = _checks.check_all(
-            xp_, xp_.isfinite(knots), "`knots` must be finite (no NaN or inf) when `period` is given"
+            xp_, xp_.isfinite(whole), "`knots` must be finite (no NaN or inf) when `period` is given"
         )
         x, knots, values = sig.wrap_periodic(xp_, x, knots, values, per)
-
-    hooks = hooks_for(xp_)
 
     def kernel(v: Array, lo: float | None, hi: float | None) -> Array:
         return interpolate(xp_, hooks, x, knots, v, left=lo, right=hi, knot_grad=knot_grad, min_gap=gap)

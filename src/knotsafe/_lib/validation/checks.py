@@ -170,4 +170,5 @@ def poison(xp: ModuleType, bad: Array | None, out: Array) -> Array:
     """``out``, or NaN everywhere if the unread verdict ``bad`` is True (under tracing)."""
     if bad is None:
         return out
-    return xp.where(bad, xp.full_like(out, float("nan")), out)
+    # A 0-d NaN on the verdict's device, broadcast by `where` (on Dask, no NaN chunk per output chunk).
+    return xp.where(bad, xp.full_like(bad, float("nan"), dtype=out.dtype), out)
