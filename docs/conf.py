@@ -75,6 +75,7 @@ SECTIONS: list[tuple[str, list[str]]] = [
             "backends",
             "rectangular",
             "kernel-transform",
+            "autolens",
             "scaling",
             "examples",
         ],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 import sys
 import types
 from collections.abc import Iterator
@@ -213,14 +214,34 @@ def test_kernel_transform_is_the_exact_sum_in_autoarrays_units(
     np.testing.assert_allclose(_support.to_numpy(inverse(xp.asarray(u))), want, rtol=0, atol=1e-11 * span.max())
 
 
-def test_kernel_transform_under_jit_matches_eager() -> None:
+@pytest.mark.parametrize(
+    "bandwidth",
+    [
+        0.7,
+        pytest.param(
+            1.0,
+            marks=pytest.mark.xfail(
+                "--xla_backend_optimization_level=0" in os.environ.get("XLA_FLAGS", ""),
+                reason="knotsafe's kernel CDF under jax.jit, XLA unoptimised (the tests-jax flags): with "
+                "h = span / 20, 8 span / h = 160 is an integer (the largest point on a node-cell edge) and u is "
+                "1.4e-6 off the exact sum (knotsafe.create_transforms alone shows it; the cell-edge rounding is "
+                "the likely cause); with XLA's defaults it is not",
+                strict=True,
+            ),
+        ),
+    ],
+)
+def test_kernel_transform_under_jit_is_the_exact_sum(bandwidth: float) -> None:
+    # bandwidth 1 is autoarray's default: span / h = mesh_pixels, so 8 span / h is an integer.
     jax = _support.backend_module("jax")
     jnp = jax.numpy
     pts = np.random.default_rng(15).normal(size=(200, 2))
     q = np.random.default_rng(16).normal(size=(50, 2))
-    eager = np.asarray(ka.create_transforms(jnp.asarray(pts), 20, xp=jnp)[0](jnp.asarray(q)))
-    jitted = jax.jit(lambda p, qq: ka.create_transforms(p, 20, xp=jnp)[0](qq))(jnp.asarray(pts), jnp.asarray(q))
-    np.testing.assert_allclose(np.asarray(jitted), eager, rtol=0, atol=1e-6 if eager.dtype == np.float32 else 1e-14)
+    jitted = jax.jit(lambda p, qq: ka.create_transforms(p, 20, bandwidth=bandwidth, xp=jnp)[0](qq))
+    got = np.asarray(jitted(jnp.asarray(pts), jnp.asarray(q)))
+    h = bandwidth * np.ptp(pts, axis=0) / 20
+    want = ref.kernel_cdf(pts, None, h, q)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 if got.dtype == np.float32 else 1e-12)
 
 
 # --------------------------------------------------------------------------

@@ -455,12 +455,24 @@ def _transforms_from(
     )
 
 
+def _divide(ns: ModuleType, a: Array, d: Array) -> Array:
+    """``a / d`` for a 0-d ``d``, correctly rounded on every backend.
+
+    XLA turns a division by a broadcast scalar into a multiplication by its
+    reciprocal, one ulp off for about half the elements; near-duplicate
+    points can then tie on one backend and not on another.  Selecting ``d``
+    through a predicate on ``a`` (NaN ``a`` gives NaN either way) hides the
+    broadcast from that rewrite.
+    """
+    return a / ns.where(ns.isnan(a), a, d)
+
+
 def _normalised(ns: ModuleType, data_grid: Any) -> tuple[Array, Array, Array]:
     """``(data - mu) / scale``, ``mu`` (per-axis mean), ``scale`` (smaller population std)."""
     data = _points(ns, data_grid)
     mu = ns.mean(data, axis=0)
     scale = ns.min(ns.std(data, axis=0, correction=0))
-    return (data - mu) / scale, mu, scale
+    return _divide(ns, data - mu, scale), mu, scale
 
 
 def adaptive_rectangular_transformed_grid_from(
@@ -592,7 +604,7 @@ def adaptive_rectangular_mappings_weights_via_interpolation_from(
     scaled, mu, scale = _normalised(ns, data_grid)
     forward, _ = _transforms_from(scaled, n, mesh_weight_map, bandwidth, n_knots, transform, xp)
     over = _floating(ns, "data_grid_over_sampled", data_grid_over_sampled)
-    index = (n - 3) * forward((over - mu) / scale) + 1
+    index = (n - 3) * forward(_divide(ns, over - mu, scale)) + 1
     down = ns.clip(ns.floor(index), 0.0, float(n - 2))
     t = index - down
     ty, tx = t[:, 0], t[:, 1]
