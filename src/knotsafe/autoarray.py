@@ -45,11 +45,11 @@ import array_api_compat as compat
 import numpy as np
 
 import knotsafe
-from knotsafe.backends import hooks_for
 
-# The one private import: the fixed-order (pairwise) cumulative sum, which rounds
-# identically on every backend, so weighted ranks are bitwise equal everywhere.
-from knotsafe.transforms import _cumulative_sum
+# knotsafe's rank arithmetic: the fixed-order (pairwise) cumulative sum and the division that XLA
+# cannot rewrite, which round identically on every backend, so weighted ranks are bitwise equal everywhere.
+from knotsafe._lib.ranks import _cumulative_sum, _divide
+from knotsafe.backends import hooks_for
 
 __all__ = [
     "KERNEL_CDF_DEFAULT_BANDWIDTH",
@@ -453,18 +453,6 @@ def _transforms_from(
         n_knots=n_knots,
         xp=xp,
     )
-
-
-def _divide(ns: ModuleType, a: Array, d: Array) -> Array:
-    """``a / d`` for a 0-d ``d``, correctly rounded on every backend.
-
-    XLA turns a division by a broadcast scalar into a multiplication by its
-    reciprocal, one ulp off for about half the elements; near-duplicate
-    points can then tie on one backend and not on another.  Selecting ``d``
-    through a predicate on ``a`` (NaN ``a`` gives NaN either way) hides the
-    broadcast from that rewrite.
-    """
-    return a / ns.where(ns.isnan(a), a, d)
 
 
 def _normalised(ns: ModuleType, data_grid: Any) -> tuple[Array, Array, Array]:
