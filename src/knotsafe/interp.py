@@ -104,9 +104,14 @@ def interp(
 
     * ``d/dx`` is the slope of the bin numpy uses, ``[knots[j],
       knots[j+1])`` with ``knots[j] <= x < knots[j+1]``; 0 outside
-      ``[knots[0], knots[-1])`` and in duplicate bins (gap ``<= min_gap``).
+      ``[knots[0], knots[-1])``, in duplicate bins (gap ``<= min_gap``)
+      and in bins without a finite slope (an infinite knot, an infinite
+      or NaN value): every partial is finite, so forward and reverse mode
+      agree and a masked output adds nothing to a gradient.
     * ``d/dvalues`` are the barycentric weights ``1 - w`` and ``w``,
-      ``w = (x - knots[j]) / (knots[j+1] - knots[j])``, in every bin.
+      ``w = (x - knots[j]) / (knots[j+1] - knots[j])``, in every bin (in a
+      bin from a ``-inf`` knot ``w = 1``, and 0 at ``x = -inf``: the value
+      numpy returns there).
     * ``d/dknots`` are ``-slope * (1 - w)`` and ``-slope * w`` (zero in
       duplicate bins and under ``knot_grad="stop"``).
     * NaN queries give NaN values and zero gradients, except with a single
