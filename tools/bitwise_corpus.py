@@ -91,6 +91,7 @@ FIXED_ENV = {
     "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false --xla_cpu_use_fusion_emitters=false"
     " --xla_backend_optimization_level=0",
     "PYTHONHASHSEED": "0",
+    "PYTHONDONTWRITEBYTECODE": "1",  # nothing written into the tree under test
 }
 
 Array = Any
@@ -556,13 +557,24 @@ def knot_cases_for(dtype: str) -> list[Any]:
 # --------------------------------------------------------------------------
 
 
-def interp_variants(k: np.ndarray) -> dict[str, dict[str, Any]]:
+def smallest_gap(k: np.ndarray, dtype: str) -> float:
+    """The smallest positive knot gap as computed in ``dtype``: a ``min_gap`` on the rule's boundary."""
+    if dtype not in ("float64", "float32"):
+        return 0.0
+    gaps = np.diff(k.astype(dtype))
+    gaps = gaps[gaps > 0]
+    return float(gaps.min()) if gaps.size else 0.0
+
+
+def interp_variants(k: np.ndarray, dtype: str) -> dict[str, dict[str, Any]]:
     span = float(np.max(k) - np.min(k)) if k.size > 1 else 1.0
     return {
         "default": {},
         "stop": {"knot_grad": "stop"},
         "min_gap0": {"min_gap": 0.0},
         "min_gap": {"min_gap": span * 1e-3},
+        # A gap equal to min_gap is a duplicate bin (gap <= min_gap): the boundary of the rule.
+        "min_gap_edge": {"min_gap": smallest_gap(k, dtype)},
         "left_right": {"left": -7.0, "right": 9.5},
         "left_right_int": {"left": -7, "right": 9},
     }
@@ -581,7 +593,7 @@ def interp_section(rec: Recorder, b: Backend) -> None:
             if not b.full and half and case.name != b.core_cases[0]:
                 continue
             x, k, v = (b.arr(a, dtype) for a in (case.queries, case.knots, case.values))
-            variants = interp_variants(case.knots)
+            variants = interp_variants(case.knots, dtype)
             if half:
                 variants = {n: variants[n] for n in ("default", "stop", "left_right")}
             if not b.full and (half or not primary or not core):
@@ -710,7 +722,12 @@ def interp_derivatives(rec: Recorder, b: Backend) -> None:
             if not b.full and name != "dup_near":
                 continue
             x, kk, vv = (b.arr(a, dtype) for a in (q, k, v))
-            variants = {"default": {}, "stop": {"knot_grad": "stop"}, "min_gap": {"min_gap": 0.1}}
+            variants = {
+                "default": {},
+                "stop": {"knot_grad": "stop"},
+                "min_gap": {"min_gap": 0.1},
+                "min_gap_edge": {"min_gap": smallest_gap(k, dtype)},
+            }
             if b.lean:
                 variants = {"default": {}}
             for vname, kw in variants.items():
@@ -868,10 +885,43 @@ def transforms_section(rec: Recorder, b: Backend) -> None:
                     )
         if b.full or d == 2:
             transform_bad(rec, b, pts_np, d)
+    if b.full or not b.autodiff:
+        transform_conversions(rec, b)
     if b.autodiff:
         transform_second_order(rec, b)
         if b.name.startswith("jax"):
             jax_jit_transforms(rec, b)
+
+
+def transform_conversions(rec: Recorder, b: Backend) -> None:
+    """Integer and mixed-precision points and queries, NumPy data converted with ``xp=``, half precision."""
+    import knotsafe
+
+    pts_np = tie_points(12, 2, 13)
+    q_np, u_np = point_queries(pts_np, 13)
+    ipts, iq = np.round(pts_np * 10).astype(np.int64), np.round(q_np * 10).astype(np.int64)
+    f = b.dtypes[0]
+    for name, (p, q, u, kw) in {
+        "int_points": (b.arr(ipts, b.int_dtype), b.arr(iq, b.int_dtype), b.arr(u_np, f), {}),
+        "int_points_kernel": (b.arr(ipts, b.int_dtype), b.arr(q_np, f), b.arr(u_np, f), {"bandwidth": 4.0}),
+        "f32_queries": (b.arr(pts_np, f), b.arr(q_np, "float32"), b.arr(u_np, "float32"), {}),
+        "xp_numpy_data": (pts_np.astype(f), q_np.astype(f), u_np.astype(f), {"xp": b.ns}),
+        **{h: (b.arr(pts_np, h), b.arr(q_np, h), b.arr(u_np, h), {"bandwidth": 0.5, "n_knots": 9}) for h in b.halves},
+    }.items():
+        if "bandwidth" in kw:
+            kw = {**kw, "method": "kernel", **({"span_ratio": 100.0} if b.name == "dask" else {})}
+        fwd_inv = rec.run(
+            f"transforms_conv.{name}.create", lambda p=p, kw=kw: _no_arrays(knotsafe.create_transforms(p, **kw))
+        )
+        if fwd_inv is None:
+            continue
+        fwd, inv = knotsafe.create_transforms(p, **kw)
+        rec.run(f"transforms_conv.{name}.forward", lambda fwd=fwd, q=q: fwd(q))
+        rec.run(f"transforms_conv.{name}.inverse", lambda inv=inv, u=u: inv(u))
+        if name in b.halves:
+            fwd, inv = knotsafe.create_transforms(p)
+            rec.run(f"transforms_conv.{name}.rank_forward", lambda fwd=fwd, q=q: fwd(q))
+            rec.run(f"transforms_conv.{name}.rank_inverse", lambda inv=inv, u=u: inv(u))
 
 
 def _no_arrays(pair: tuple[Any, Any]) -> str:
@@ -1084,6 +1134,47 @@ def rectangular_section(rec: Recorder, b: Backend) -> None:
         if b.autodiff and (b.full or primary):
             lens_parameter_derivatives(rec, b, dtype, circular_mask_grid, trace_sis)
     mesh_extra(rec, b, data_np, over_np, wmap_np)
+    if b.full or not b.autodiff:
+        mesh_conversions(rec, b, data_np, over_np, wmap_np)
+
+
+def mesh_conversions(rec: Recorder, b: Backend, data_np: np.ndarray, over_np: np.ndarray, wmap_np: np.ndarray) -> None:
+    """NumPy data converted with ``xp=``, integer grids and mixed precision."""
+    from knotsafe import rectangular
+
+    f = b.dtypes[0]
+    ns = b.ns
+    rec.run(
+        "mesh_conv.xp_numpy_data.mappings_weights",
+        lambda: rectangular.mappings_weights(5, data_np.astype(f), over_np.astype(f), wmap_np.astype(f), xp=ns),
+    )
+    rec.run("mesh_conv.xp_numpy_data.pixel_centres", lambda: rectangular.pixel_centres(5, data_np.astype(f), xp=ns))
+    rec.run(
+        "mesh_conv.xp_numpy_data.pixel_areas",
+        lambda: rectangular.pixel_areas(5, data_np.astype(f), xp=ns, transform="kernel"),
+    )
+    idata, iover = np.round(data_np * 20).astype(np.int64), np.round(over_np * 20).astype(np.int64)
+    rec.run(
+        "mesh_conv.int_grids.mappings_weights",
+        lambda: rectangular.mappings_weights(5, b.arr(idata, b.int_dtype), b.arr(iover, b.int_dtype)),
+    )
+    rec.run("mesh_conv.int_grids.pixel_areas", lambda: rectangular.pixel_areas(5, b.arr(idata, b.int_dtype)))
+    rec.run(
+        "mesh_conv.f32_over.mappings_weights",
+        lambda: rectangular.mappings_weights(5, b.arr(data_np, f), b.arr(over_np, "float32")),
+    )
+    idx = np.array([[0, 1, 1, 3], [2, 2, 2, 2], [4, 0, 3, 1]])
+    w = np.array([[0.1, 0.2, 0.3, 0.4], [0.25, 0.25, 0.25, 0.25], [1.0, -2.0, 0.5, 0.0]])
+    rec.run(
+        "mesh_conv.xp_numpy_data.mapping_matrix",
+        lambda: rectangular.mapping_matrix(idx, w.astype(f), 5, sub_to_data=np.array([0, 1, 0]), xp=ns),
+    )
+    rec.run(
+        "mesh_conv.xp_numpy_data.curvature_matrix",
+        lambda: rectangular.curvature_matrix(
+            idx, w.astype(f), 5, noise_weights=np.array([1.0, 2.0, 0.5]).astype(f), xp=ns
+        ),
+    )
 
 
 def mesh_matrix_grads(
