@@ -263,3 +263,36 @@ def mutation(session: nox.Session) -> None:
     # Every framework of the table: the runs reach the hooks of NumPy, PyTorch, JAX, array-api-strict and Dask.
     _install(session, *TEST, *ALL_PACKAGES, "mutmut>=3.8")
     session.run("python", "tools/mutation/run.py", *session.posargs)
+
+
+@nox.session(python="3.12", default=False)
+def autolens(session: nox.Session) -> None:
+    """knotsafe.autoarray inside real PyAutoLens fits (tools/autolens/check.py); not a default session.
+
+    Python 3.12 (PyAutoLens needs it), autolens, numba and JAX pinned in constraints.txt; prints the
+    table of docs/autolens.md and fails on any of the issue's assertions.  ``nox -s autolens --
+    --bench`` then also runs benchmarks/autoarray_kernel.py (production size, several minutes), which
+    rewrites benchmarks/results/autoarray_kernel.{json,md}; other arguments go to the check script.
+    """
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent
+    # autonerves (PyAutoLens' base) excludes the JAX that constraints.txt pins for the test sessions:
+    # this session's constraints are the file's, with its "# autolens-session:" JAX pins instead.
+    lines = (root / "constraints.txt").read_text().splitlines()
+    marker = "# autolens-session: "
+    pins = [line for line in lines if not line.startswith(("jax==", "jaxlib=="))]
+    pins += [line.removeprefix(marker) for line in lines if line.startswith(marker)]
+    constraints = Path(session.create_tmp()) / "constraints-autolens.txt"
+    constraints.write_text("\n".join(pins) + "\n")
+    session.install("-c", str(constraints), "autolens", "numba", "jax", "jaxlib", "-e", ".")
+    args = [a for a in session.posargs if a != "--bench"]
+    env = {
+        "JAX_ENABLE_X64": "1",
+        "JAX_PLATFORMS": "cpu",
+        # The session's compiled programs, kept for the next run (the timed calls are compiled anyway).
+        "JAX_COMPILATION_CACHE_DIR": str(root / ".nox" / "jax-cache-autolens"),
+    }
+    session.run("python", "tools/autolens/check.py", *args, env=env)
+    if "--bench" in session.posargs:
+        session.run("python", "benchmarks/autoarray_kernel.py", env=env)

@@ -76,6 +76,7 @@ SECTIONS: list[tuple[str, list[str]]] = [
             "backends",
             "rectangular",
             "kernel-transform",
+            "autolens",
             "scaling",
             "examples",
         ],

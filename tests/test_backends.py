@@ -256,6 +256,7 @@ NATIVE_FIELDS = {
         "erf",
         "is_concrete",
         "complex_parts",
+        "layout_problem",
     },
     "dask": {"take", "consolidate"},
 }

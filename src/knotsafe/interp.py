@@ -47,13 +47,16 @@ def interp(
         ``(..., M)``, queries along the last axis.
     knots : array, shape (N,) or (..., N)
         Knot positions (real), N >= 1.  Non-decreasing (along the last axis)
-        unless ``period`` is given; duplicates are allowed.  On concrete (not
-        traced) arrays, NaN or decreasing knots raise ValueError; under tracing
-        they are not checked and, as with ``numpy.interp``, give meaningless
-        values.  More than one dimension: batched, one curve per row; the
-        leading dimensions of ``knots``, ``values`` and ``x`` broadcast, so
-        (M,) queries against (D, N) knots give (D, M).  Every row gets exactly
-        the values and gradients of the 1-D call on that row.
+        unless ``period`` is given; duplicates are allowed.  On concrete arrays
+        NaN or decreasing knots (with ``period``, NaN or infinite knots) raise
+        ValueError; where the data cannot be read (``jax.jit`` and other
+        tracing, lazy Dask arrays, ``torch.func.vmap``, ``torch.compile``)
+        they are not checked and every output is NaN instead (every output
+        of the offending row, for batched knots).  More than one dimension:
+        batched, one curve per row; the leading dimensions of ``knots``,
+        ``values`` and ``x`` broadcast, so (M,) queries against (D, N) knots
+        give (D, M).  Every row gets exactly the values and gradients of the
+        1-D call on that row.
     values : array, shape (N,) or (..., N)
         Function values at the knots, real or complex.  Complex values give a
         complex result whose real and imaginary parts are the interpolations
@@ -71,7 +74,8 @@ def interp(
         (``jnp.interp``'s extrapolation), where that bin is genuine (gap above
         the duplicate threshold); beyond a duplicate end bin it gives the end
         value, a line of slope 0 (see the gradient contract).  Complex only
-        with complex ``values``.  Bounds are computed in the result's dtype.
+        with complex ``values``; any other string, or a boolean, is a
+        TypeError.  Bounds are computed in the result's dtype.
         Ignored when ``period`` is given.
     period : float, optional
         Period of the knots: queries and knots are reduced modulo
@@ -113,9 +117,10 @@ def interp(
     TypeError
         Arrays from two libraries; complex ``x`` or ``knots``; complex
         ``left``/``right`` with real ``values``; non-numeric
-        ``left``/``right``/``min_gap``/``period``; a string ``left``/``right``
-        other than ``"extrapolate"``, a bool, or an array of another library
-        (NumPy arrays are taken as constants).
+        ``left``/``right``/``min_gap``/``period`` (strings and booleans
+        included, except the string ``"extrapolate"`` for ``left``/``right``);
+        an array ``left``/``right`` of another library (NumPy arrays are taken
+        as constants); a sparse or nested tensor (the message names it).
 
     Notes
     -----
@@ -123,9 +128,14 @@ def interp(
 
     * ``d/dx`` is the slope of the bin numpy uses, ``[knots[j],
       knots[j+1])`` with ``knots[j] <= x < knots[j+1]``; 0 outside
-      ``[knots[0], knots[-1])`` and in duplicate bins (gap ``<= min_gap``).
+      ``[knots[0], knots[-1])``, in duplicate bins (gap ``<= min_gap``)
+      and in bins without a finite slope (an infinite knot, an infinite
+      or NaN value): every partial is finite, so forward and reverse mode
+      agree and a masked output adds nothing to a gradient.
     * ``d/dvalues`` are the barycentric weights ``1 - w`` and ``w``,
-      ``w = (x - knots[j]) / (knots[j+1] - knots[j])``, in every bin.
+      ``w = (x - knots[j]) / (knots[j+1] - knots[j])``, in every bin (in a
+      bin from a ``-inf`` knot ``w = 1``, and 0 at ``x = -inf``: the value
+      numpy returns there).
     * ``d/dknots`` are ``-slope * (1 - w)`` and ``-slope * w`` (zero in
       duplicate bins and under ``knot_grad="stop"``).
     * ``left``/``right`` bounds: derivative 1 for the outputs that copy them.
@@ -168,6 +178,9 @@ def interp(
     array([[1. , 2.5],
            [0.5, 1.5]])
     """
+    _namespace.reject_non_number("period", period)
+    for name, bound in (("left", left), ("right", right)):
+        sig.reject_junk_bound(name, bound)  # also where `period` then ignores the bound
     xp_, arrays = _namespace.resolve({"x": x, "knots": knots, "values": values}, xp)
     _namespace.check_knot_grad(knot_grad)
     gap = _namespace.check_min_gap(min_gap)
@@ -189,13 +202,23 @@ def interp(
     vdtype = xp_.result_type(comp, values.dtype) if is_complex else comp
     x, knots = (xp_.astype(a, comp, copy=False) for a in (x, knots))
     values = xp_.astype(values, vdtype, copy=False)
-    if per is None:
-        if knots.shape[-1] > 1 and _checks.fails(xp_, knots[..., 1:] >= knots[..., :-1]):
-            raise ValueError("`knots` must be non-decreasing and free of NaN")
-    elif _checks.fails(xp_, xp_.isfinite(knots)):
-        raise ValueError("`knots` must be finite (no NaN or inf) when `period` is given")
-
+    # Unreadable knots (under tracing, lazy Dask) are not checked: `bad` is the
+    # unread verdict, and a True one makes every output NaN (a binary search on
+    # unsorted knots finds no meaningful bin for any query).
     hooks = hooks_for(xp_)
+    # One block (Dask): the shifted comparison of chunked knots would rechunk them once more.
+    whole = hooks.consolidate(knots)
+    if per is None:
+        # A NaN fails every comparison: with two knots or more it breaks the order.
+        ordered = whole[..., 1:] >= whole[..., :-1] if knots.shape[-1] > 1 else ~xp_.isnan(whole)
+        bad = _checks.check_all(xp_, ordered, "`knots` must be non-decreasing and free of NaN")
+    else:
+        ordered = xp_.isfinite(whole)
+        bad = _checks.check_all(xp_, ordered, "`knots` must be finite (no NaN or inf) when `period` is given")
+    if bad is not None and knots.ndim > 1:
+        # Per row, as the 1-D call on each row (or vmap of it) would give.
+        bad = ~xp_.all(ordered, axis=-1, keepdims=True)
+
     if batch is not None:
         n, m = knots.shape[-1], x.shape[-1]
         _dtypes.check_index_range(xp_, _dtypes.default_int(xp_, knots), math.prod(batch) * n, "the batch of `knots`")
@@ -209,14 +232,14 @@ def interp(
         return interpolate(xp_, hooks, x, knots, v, left=lo, right=hi, knot_grad=knot_grad, min_gap=gap)
 
     if not is_complex:
-        return xp_.astype(kernel(values, lo[0], hi[0]), dtype, copy=False)
+        return _checks.poison(xp_, bad, xp_.astype(kernel(values, lo[0], hi[0]), dtype, copy=False))
     re = kernel(xp_.real(values), lo[0], hi[0])
     im = kernel(xp_.imag(values), lo[1], hi[1])
     if knots.shape[-1] > 1:
         # numpy's complex loop returns NaN + 0j for a NaN query (its one-knot
         # loop copies the value, as the kernel does).
         im = xp_.where(xp_.isnan(x), xp_.zeros_like(im), im)
-    return xp_.astype(sig.combine(xp_, re, im, vdtype), out_complex, copy=False)
+    return _checks.poison(xp_, bad, xp_.astype(sig.combine(xp_, re, im, vdtype), out_complex, copy=False))
 
 
 def _batch_shape(x: Array, knots: Array, values: Array) -> tuple[int, ...] | None:

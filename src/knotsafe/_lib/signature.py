@@ -101,14 +101,9 @@ def check_bound(
     """
     if value is None:
         return None, None
+    reject_junk_bound(name, value)
     if isinstance(value, str):
-        if value != "extrapolate":
-            raise TypeError(
-                f"`{name}` must be {_BOUND_KINDS}; the only string it takes is 'extrapolate', got {value!r}"
-            )
         return "extrapolate", "extrapolate"
-    if _is_bool(value):
-        raise TypeError(f"`{name}` must be {_BOUND_KINDS}, got the bool {value!r}")
     if not is_complex and _is_complex(value):
         raise TypeError(f"`{name}` is complex but `values` is real; pass complex `values` for a complex result")
     if array_api_compat.is_array_api_obj(value) and not isinstance(value, numbers.Number):
@@ -120,6 +115,24 @@ def check_bound(
     if isinstance(z, complex):
         return z.real, z.imag
     return z, None
+
+
+def reject_junk_bound(name: str, value: Any) -> None:
+    """A ``left``/``right`` that is no bound whatever the other arguments: TypeError naming ``name``.
+
+    A string other than ``"extrapolate"``, bytes and booleans (``float("1")``,
+    ``float(b"1")`` and ``float(True)`` would take them silently).  Checked
+    also where the bound is then ignored (with ``period``).
+    """
+    if isinstance(value, str):
+        if value != "extrapolate":
+            raise TypeError(
+                f"`{name}` must be {_BOUND_KINDS}; the only string it takes is 'extrapolate', got {value!r}"
+            )
+    elif isinstance(value, bytes):
+        raise TypeError(f"`{name}` must be {_BOUND_KINDS}, got the bytes {value!r}")
+    elif _is_bool(value):
+        raise TypeError(f"`{name}` must be {_BOUND_KINDS}, got the bool {value!r}")
 
 
 def _is_bool(value: Any) -> bool:
