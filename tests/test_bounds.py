@@ -276,6 +276,44 @@ def test_extrapolated_duplicate_end_has_finite_zero_slope_gradients(xp: ModuleTy
     np.testing.assert_array_equal(gv, [1.0, 0.0, 0.0, 0.0, 1.0])
 
 
+@pytest.mark.parametrize("ends", [("extrapolate", "extrapolate"), ("extrapolate", None), (None, "extrapolate")])
+def test_extrapolated_infinite_queries_have_zero_finite_partials(
+    xp: ModuleType, autodiff: AutoDiff, ends: tuple[Any, Any]
+) -> None:
+    """x = -inf or +inf on an extrapolated line: the line's value (inf; on a flat end bin numpy's retry
+    turns 0 * inf into the end value), whose weights 1 - w, w would be infinite, gets zero partials; so
+    forward mode equals reverse mode and a masked infinite output adds nothing to the finite ones' gradient."""
+    dt = _dt(xp)
+    k, v = np.array([0.0, 1.0, 2.0, 3.0]), np.array([1.0, 3.0, 2.0, 2.0])  # a rising and a flat end bin
+    x = np.array([-np.inf, 0.5, np.inf, 2.5])
+    kw = dict(zip(("left", "right"), ends, strict=True))
+    X_, K_, V_ = (asarray(xp, a, dt) for a in (x, k, v))
+    out = to_numpy(knotsafe.interp(X_, K_, V_, **kw))
+    # The line's value below the knots, numpy.interp's elsewhere (the flat end bin's line is its value).
+    expected = np.interp(x, k, v)
+    if ends[0] == "extrapolate":
+        expected[0] = -np.inf
+    np.testing.assert_array_equal(out, expected.astype(dt))
+    finite = np.isfinite(x)
+    # The infinite queries on an extrapolated line (one that copies an end value keeps its weight 1).
+    on_line = ~finite & np.array([ends[0] == "extrapolate", False, ends[1] == "extrapolate", False])
+    for f, arg, width in (
+        (lambda a: knotsafe.interp(a, K_, V_, **kw), X_, x.size),
+        (lambda a: knotsafe.interp(X_, a, V_, **kw), K_, k.size),
+        (lambda a: knotsafe.interp(X_, K_, a, **kw), V_, v.size),
+    ):
+        fwd, rev = autodiff.jacobians(f, arg)
+        np.testing.assert_array_equal(fwd, rev)
+        assert np.all(np.isfinite(rev))
+        np.testing.assert_array_equal(rev[on_line], np.zeros((on_line.sum(), width)))
+    # The masked loss: only the finite queries' outputs.
+    mask = asarray(xp, finite.astype(float), dt)
+    gx, gk, gv = autodiff.grad(lambda a, b, c: knotsafe.interp(a, b, c, **kw) * mask, [X_, K_, V_], (0, 1, 2))
+    for g in (gx, gk, gv):
+        assert np.all(np.isfinite(g))
+    np.testing.assert_array_equal(gv, [0.5, 0.5, 0.5, 0.5])
+
+
 # --- backends: traced bounds, no recompilation, PyTorch modes --------------------------------
 
 

@@ -38,7 +38,8 @@ the bound it copies (``d out / d left = 1`` below the knots, ``d out / d
 right = 1`` above them).  With ``"extrapolate"`` an end continues the line of
 its outermost bin: the bin's formula and partials above (``w`` outside
 ``[0, 1]``) when that bin is genuine, the end value (a zero-slope line, as a
-duplicate bin has) when it is a duplicate.
+duplicate bin has) when it is a duplicate; an extrapolated ``x = -inf`` or
+``+inf`` gets the line's value (inf or NaN) and zero partials.
 
 A bin without a finite slope has no derivative with respect to ``x`` or the
 knots either: a bin touching an infinite knot (numpy's value there is
@@ -439,10 +440,13 @@ class InterpRule:
         fwd = self._forward(x, knots, values, k0, k1, f0, f1, any_nan, with_value, lo=lo, hi=hi, thr=thr)
         bounds = self._bound_weights(fwd.ends, x, needs)
 
-        # On a bin's line: inside the knots, or extrapolated beyond an end.
+        # On a bin's line: inside the knots, or extrapolated beyond an end.  An
+        # extrapolated x = -inf or +inf is not: its output (the line's, inf or
+        # NaN) is a constant of every input there, with infinite weights
+        # `1 - w`, `w`, so all its partials are 0 (as a NaN query's).
         inside = (x >= knots[..., :1]) & (x < knots[..., -1:])  # False for NaN queries
         if fwd.ends.extra is not None:
-            inside = inside | fwd.ends.extra
+            inside = inside | (fwd.ends.extra & xp.isfinite(x))
         zero = xp.zeros_like(x)
         # THE zero-width-bin rule.  A bin whose gap is at or below the duplicate
         # threshold is a step of the function (exact duplicates) or rounding
