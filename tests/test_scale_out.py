@@ -388,12 +388,14 @@ def test_weighted_mesh_on_dask_differs_only_where_ties_differ(rotation: float) -
     data, over, w = _grid(rotation)
     mu0, scale0 = mesh_lib.normalisation(np, registry.hooks_for(np), data)
     mu1, scale1 = _dask_normalisation(data)
-    z_np, z_dask = (data - mu0) / scale0, (data - mu1) / scale1
-    affected, changed_points = _affected_rows(z_np, z_dask, (over - mu0) / scale0)
+    # Normalised as the mesh does, times the reciprocal scale: a tie run is a matter of the last bit.
+    z_np, z_dask = (data - mu0) * (1.0 / scale0), (data - mu1) * (1.0 / scale1)
+    q_np = (over - mu0) * (1.0 / scale0)
+    affected, changed_points = _affected_rows(z_np, z_dask, q_np)
     for weights in (None, w):
         ref_idx, ref_w = rectangular.mappings_weights(N_MESH, data, over, weights)
         idx, wts = _dask_mesh(data, over, weights)
-        bound = _rounding_bound(z_np, (over - mu0) / scale0, weights)
+        bound = _rounding_bound(z_np, q_np, weights)
         moved = np.abs(wts - ref_w).max(axis=1) > bound
         same_cell = np.all(idx == ref_idx, axis=1)
         if weights is None:
