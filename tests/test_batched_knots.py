@@ -308,6 +308,44 @@ def test_jax_jit_batched_equals_eager(rng: np.random.Generator) -> None:
     np.testing.assert_array_equal(np.asarray(jitted), np.asarray(eager))
 
 
+def _unreadable(xp: ModuleType, f: Any) -> Any:
+    """``f`` run where its inputs' values cannot be read (jax.jit, torch.func.vmap, lazy Dask), returning NumPy."""
+    name = backend_name(xp)
+    if name == "jax":
+        import jax
+
+        jitted = jax.jit(f)
+        return lambda *a: to_numpy(jitted(*a))
+    if name == "torch":
+        import torch
+
+        return lambda *a: to_numpy(torch.func.vmap(f)(*(t[None] for t in a))[0])
+    if name == "dask":
+        return lambda *a: to_numpy(f(*a))
+    pytest.skip(f"{name} arrays can always be read")
+
+
+@pytest.mark.parametrize("period", [None, 5.0])
+def test_unreadable_bad_rows_are_nan_row_by_row(xp: ModuleType, period: float | None) -> None:
+    """Knots that cannot be checked: a bad row's outputs are NaN (as the 1-D call on that row, or vmap of it,
+    gives), the good rows are numpy.interp's; the same knots on readable arrays raise."""
+    dt = _dt(xp)
+    bad = [np.inf, 1.0, 2.0] if period else [2.0, 1.0, 0.0]
+    k = np.array([[0.0, 1.0, 2.0], bad, [0.0, np.nan, 2.0], [0.0, 0.5, 2.0]])
+    v = np.array([[0.0, 1.0, 4.0], [1.0, 2.0, 3.0], [1.0, 2.0, 3.0], [4.0, 1.0, 0.0]])
+    x = np.array([-1.0, 0.25, 1.5, 3.0])
+    f = _unreadable(xp, lambda a, b, c: knotsafe.interp(a, b, c, period=period))
+    got = f(*(asarray(xp, a, dt) for a in (x, k, v)))
+    assert got.shape == (4, 4)
+    assert np.isnan(got[1:3]).all()
+    for r in (0, 3):
+        want = np.interp(x, k[r], v[r], period=period).astype(dt)
+        np.testing.assert_allclose(got[r], want, rtol=0, atol=4 * eps_of(dt) * 4)
+    readable = np if backend_name(xp) == "dask" else xp
+    with pytest.raises(ValueError, match=r"^`knots` must be"):
+        knotsafe.interp(*(asarray(readable, a, dt) for a in (x, k, v)), period=period)
+
+
 # --- bad shapes name the argument ---------------------------------------------------------------
 
 

@@ -408,6 +408,7 @@ def test_torch_vmap_over_bounds_raises_no_warning() -> None:
         ("1", TypeError, "`left`"),
         (True, TypeError, "`left`.*bool"),
         (np.bool_(False), TypeError, "`left`.*bool"),
+        (b"1", TypeError, "`left`.*bytes"),
         (1 + 2j, TypeError, "`left` is complex"),
         ([1.0], TypeError, "`left`"),
         (object(), TypeError, "`left`"),
@@ -417,6 +418,22 @@ def test_bad_bound_names_the_argument(xp: ModuleType, value: Any, exc: type, mat
     dt = _dt(xp)
     with pytest.raises(exc, match=match):
         _call(xp, dt, left=value)
+
+
+@pytest.mark.parametrize("value", ["1", b"1", True, np.bool_(False)], ids=repr)
+def test_junk_bounds_raise_also_where_period_ignores_them(xp: ModuleType, value: Any) -> None:
+    """numpy.interp ignores left/right with a period; a junk type is still a mistake, named."""
+    dt = _dt(xp)
+    for name in ("left", "right"):
+        with pytest.raises(TypeError, match=rf"^`{name}` must be a number"):
+            _call(xp, dt, period=10.0, **{name: value})
+    # The control: "extrapolate" and numbers are bounds, ignored with a period (distinct knots: numpy's
+    # order of knots that coincide after the reduction is arbitrary).
+    k, v = np.array([-1.5, 0.0, 1.0, 2.5]), np.array([2.0, -1.0, 0.5, 3.0])
+    want = np.interp(X, k, v, period=10.0)
+    for good in ("extrapolate", 2.5):
+        got = to_numpy(_call(xp, dt, k=k, v=v, period=10.0, left=good, right=good))
+        np.testing.assert_allclose(got, want.astype(dt), rtol=0, atol=64 * eps_of(dt))
 
 
 def test_bad_bound_arrays_name_the_argument(xp: ModuleType) -> None:
