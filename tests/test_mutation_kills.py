@@ -667,13 +667,14 @@ def test_kernel_span_ratio_is_checked(span_ratio: object) -> None:
         knotsafe.create_transforms(pts, method="kernel", bandwidth=1.0, span_ratio=span_ratio)
 
 
-def test_kernel_span_ratio_below_the_data_span_gives_nan() -> None:
+def test_kernel_span_ratio_below_the_data_span_raises() -> None:
     """A ``span_ratio`` below a column's ``(max - min) / bandwidth`` (here 4 / 0.25 = 16 > 2) sizes
-    the node grid too small for that column, which the docstring says gives NaN, never a number
-    computed on a grid that does not cover the data."""
+    the node grid too small for that column: on concrete data a ValueError naming ``span_ratio``,
+    never a number computed on a grid that does not cover the data (under tracing: NaN,
+    tests/test_traced_bad_data.py)."""
     pts = np.array([[0.0, 0.0], [1.0, 0.1], [4.0, 0.2], [2.5, 0.3]])
-    tr, _ = knotsafe.create_transforms(pts, method="kernel", bandwidth=0.25, span_ratio=2.0)
-    assert np.all(np.isnan(tr(np.array([[0.5, 0.15], [3.0, 0.05]]))[:, 0]))
+    with pytest.raises(ValueError, match="`span_ratio`"):
+        knotsafe.create_transforms(pts, method="kernel", bandwidth=0.25, span_ratio=2.0)
 
 
 @pytest.mark.skip_xp_backend("jax", reason="5-8 s of eager dispatch; JAX half precision: test_edges.py")
