@@ -1,4 +1,4 @@
-"""Kernel-density CDF transform at the lens size, against the exact-sum peers (issue 12).
+"""Kernel-density CDF transform at the lens size, against the exact-sum peers.
 
 Usage::
 
@@ -15,8 +15,8 @@ Case: N = 15,380 traced points, K = 246,080 over-sampled queries, D = 2
   PyTorch (eager autograd); forward only on NumPy.
 * peer, JAX and PyTorch: the blocked exact sum of PyAutoArray (512 queries per
   block, every point, ``ndtr``).  Only ``--blocks`` blocks are timed and the
-  time is scaled by ``K / (512 * blocks)`` (as the issue did: the full pass is
-  minutes); its forward+backward is the gradient of each block's sum.
+  time is scaled by ``K / (512 * blocks)`` (the full pass would take minutes);
+  its forward+backward is the gradient of each block's sum.
 * peer, NumPy: the saturation-window exact loop (sorted points, weight prefix
   sums, terms more than 9 h away dropped), compiled with numba when it is
   installed (single thread); timed on a fraction of the queries and scaled.
@@ -225,7 +225,8 @@ def bench_numpy(points: np.ndarray, queries: np.ndarray, fraction: float, repeat
     }, label
 
 
-#: Issue 12's speed targets: peer / knotsafe at least this (JAX, PyTorch: blocked exact sum; NumPy: window loop).
+#: Speed targets, peer / knotsafe at least this (JAX, PyTorch: blocked exact sum; NumPy: window loop): the exact
+#: sum is what PyAutoArray runs, so these say how much the node-grid interpolation must save to be worth it.
 TARGETS = {"jax": 300.0, "torch": 300.0, "numpy": 30.0}
 _TAGS = {"jax": "JAX (jit)", "torch": "PyTorch (eager)", "numpy": "NumPy"}
 

@@ -167,7 +167,7 @@ def torch_transform(points: Any, q: Any) -> list[Impl]:
     ]
 
 
-# -------------------------------------------- per-subset gradients (issue #10)
+# -------------------------------------------- per-subset gradients
 #: Differentiated arguments -> argnums; the lens case (x, knots) first.
 SUBSETS: dict[str, tuple[int, ...]] = {
     "x,knots": (0, 1),

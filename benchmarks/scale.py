@@ -13,8 +13,8 @@ it.  JAX: ``jax.jit(interp)`` with the queries sharded over 1, 2, 4, 8
 devices (``NamedSharding``, knots replicated); simulated CPU devices run in a
 fresh process each (``--xla_force_host_platform_device_count``), on whatever
 cores the machine has.  Every timing is the median of ``--repeats`` runs
-after one warm-up.  Results go to ``benchmarks/results/scale.json`` and
-``scale.md``.
+after one warm-up.  Results go to ``scale.json`` and ``scale.md`` in ``--out``
+(default ``benchmarks/results/``; ``nox -s bench -- --scale`` writes to ``build/benchmarks/``).
 """
 
 from __future__ import annotations
@@ -177,6 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--workers", default="1,2", help="Dask worker counts")
     p.add_argument("--devices", default="1,2,4,8", help="JAX device counts")
     p.add_argument("--skip", default="", help="comma-separated engines to skip: dask,jax")
+    p.add_argument("--out", type=Path, default=HERE / "results", help="folder for scale.json / scale.md")
     args = p.parse_args(argv)
     n_dask = 4_000_000 if args.quick else 20_000_000
     n_jax = 1 << (20 if args.quick else 22)
@@ -193,8 +194,8 @@ def main(argv: list[str] | None = None) -> None:
         "python": platform.python_version(),
         "load_average": os.getloadavg(),
     }
-    out = HERE / "results"
-    out.mkdir(exist_ok=True)
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
     (out / "scale.json").write_text(json.dumps({"info": info, "rows": rows}, indent=1))
     (out / "scale.md").write_text(_markdown(rows, info))
     print(_markdown(rows, info))

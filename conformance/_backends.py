@@ -14,7 +14,6 @@ import importlib.util
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -22,22 +21,12 @@ import array_api_compat as compat
 import numpy as np
 
 from tests._support import AUTODIFF, AutoDiff
+from tests.backend_table import BACKENDS
 
 Array = Any
 
 
-def _backend_table() -> ModuleType:
-    """tests/backend_table.py, the one list of backends, loaded by path."""
-    path = Path(__file__).resolve().parents[1] / "tests" / "backend_table.py"
-    spec = importlib.util.spec_from_file_location("knotsafe_backend_table", path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-_TABLE = _backend_table()
-BUILTINS = tuple(spec for b in _TABLE.BACKENDS for spec in b["conformance"])
+BUILTINS = tuple(spec for b in BACKENDS for spec in b.conformance)
 #: Specs that change process-wide state (a hooks registration) and so run in a process of their own.
 ISOLATED = ("torch-generic",)
 #: The hooks name the torch-generic spec registers: PyTorch through the generic stop_gradient path.
@@ -45,7 +34,7 @@ GENERIC_HOOKS = "torch_generic_stop_gradient"
 #: The third-party namespace this suite ships (conformance/plugin), checked by default when installed.
 DEMO_PLUGIN = "knotsafe_conformance_plugin.xp"
 #: Built-ins whose framework must be importable, by spec.
-_REQUIRES = {spec: b["module"] for b in _TABLE.BACKENDS for spec in b["conformance"]}
+_REQUIRES = {spec: b.module for b in BACKENDS for spec in b.conformance}
 DTYPES = ("float64", "float32")
 
 

@@ -21,7 +21,8 @@ from conformance._compute import check_cases
 from conformance._record import Cell
 from knotsafe.testing import lens_grid
 
-#: Bandwidths as fractions of each column's span (the issue's range is span/1e4 .. span).
+#: Bandwidths as fractions of each column's span, from narrow to as wide as the data (the documented range is
+#: span/1e4 .. span).
 FRACTIONS = (1e-3, 1 / 30, 1.0)
 
 
@@ -87,7 +88,7 @@ def test_kernel_values_against_exact_sum(backend: Driver, dtype: str, cell: Cell
     """|u - u_exact| over queries inside and outside the range, bandwidths span/1e3 .. span, weighted or not.
 
     Tolerances (the rows in conformance/_record.py): float64, the documented bound (9.6e-13 for h <= span,
-    docs/kernel-transform.md) rounded up to 1e-12; float32, the issue's 10 eps of float32 against the exact
+    docs/kernel-transform.md) rounded up to 1e-12; float32, the documented 10 eps of float32 against the exact
     float64 sum of the same (float32-rounded) data.
     """
 

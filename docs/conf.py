@@ -68,6 +68,7 @@ SECTIONS: list[tuple[str, list[str]]] = [
     (
         "User guide",
         [
+            "install",
             "gradient-contract",
             "gradient-contract-second-order",
             "edge-inputs",
@@ -75,12 +76,13 @@ SECTIONS: list[tuple[str, list[str]]] = [
             "backends",
             "rectangular",
             "kernel-transform",
+            "autolens",
             "scaling",
             "examples",
         ],
     ),
     ("Reference", ["api", "conformance", "benchmarks"]),
-    ("Development", ["architecture", "mutation", "changelog"]),
+    ("Development", ["contributing", "architecture", "mutation", "changelog"]),
 ]
 TOC_MARKER = "<!-- toc -->"
 API_MARKER = "<!-- api -->"

@@ -246,3 +246,91 @@ def inverse_bound(points: np.ndarray, u: np.ndarray, dtype_name: str, weights: n
             slope = np.where(dt > 0, (k[j + 1] - k[j]) / dt, 0.0)
         bound[:, d] = 4 * eps * (slope * np.abs(u[:, d]) + np.abs(k[j]) + np.abs(k[j + 1])) + rank_err * slope
     return bound
+
+
+# The partials case: a genuine bin, a run of exact duplicates (2, 2), queries inside bins, on an interior
+# knot, on the duplicate run, on the first and last knot and outside: every kind of partial is nonzero
+# somewhere.  The tangents have no zero and no common factor, so no term of a tangent cancels by accident.
+KNOTS = np.array([0.0, 1.0, 2.0, 2.0, 3.0, 5.0])
+VALUES = np.array([0.5, -1.25, 3.0, 0.75, 2.5, -2.0])
+X = np.array([0.375, 1.0, 1.5, 2.0, 2.625, 4.0, 0.0, 5.0, -1.0, 6.0])
+X_T = np.array([0.3, -1.1, 0.7, 2.0, -0.4, 1.3, 0.9, -0.6, 1.7, -2.2])
+KNOTS_T = np.array([0.25, -0.5, 1.5, -0.75, 0.6, 1.1])
+VALUES_T = np.array([-0.8, 0.35, 1.2, -1.4, 0.45, 0.9])
+
+
+def expected_tangent(
+    dt: str, x_t: np.ndarray | None, knot_grad: str = "exact", *, knots: bool = True, values: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """The contract's output tangent ``dx x_t + dknots @ knots_t + dvalues @ values_t`` of the partials
+    case (:data:`X`, :data:`KNOTS`, :data:`VALUES`), and its bound.
+
+    Bound: each partial computed in ``dt`` is within ``4 eps (|p| + max|slope|)`` of the float64
+    transcription (a slope and a weight, each <= 3 eps/2 relative, and one product); the tangent sums
+    at most ``2 + 2 + 2`` products with the input tangents, each adding one rounding of ``eps |p t|``.
+    So ``sum |t| 4 eps (|p| + s) + 7 eps sum |p t|`` bounds the difference (``s`` the largest genuine
+    slope).
+    """
+    k, v, x = KNOTS.astype(dt), VALUES.astype(dt), X.astype(dt)
+    _, ex, ek, ev = contract_partials(x, k, v, threshold=contract_threshold(k, dt), knot_grad=knot_grad)
+    eps = float(np.finfo(dt).eps)
+    gaps = np.diff(k.astype(np.float64))
+    genuine = gaps > contract_threshold(k, dt)
+    s = float(np.max(np.abs(np.diff(v.astype(np.float64))[genuine] / gaps[genuine])))
+    # A tangent left off is zero.
+    kt = KNOTS_T.astype(dt).astype(np.float64) * knots
+    vt = VALUES_T.astype(dt).astype(np.float64) * values
+    tangent = ek @ kt + ev @ vt
+    size = np.abs(ek) @ np.abs(kt) + np.abs(ev) @ np.abs(vt)
+    first = 4 * eps * ((np.abs(ek) + s) @ np.abs(kt) + (np.abs(ev) + s) @ np.abs(vt))
+    if x_t is not None:
+        xt = x_t.astype(dt).astype(np.float64)
+        tangent = tangent + ex * xt
+        size = size + np.abs(ex * xt)
+        first = first + 4 * eps * (np.abs(ex) + s) * np.abs(xt)
+    if values:  # every output reads a value: with the values' tangents no entry is 0 by accident
+        assert np.all(np.abs(tangent) > 0.05)
+    return tangent, first + 7 * eps * size
+
+
+def expected_cotangent(dt: str, g: np.ndarray, knot_grad: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The contract's ``(g @ d/dx, g @ d/dknots, g @ d/dvalues)`` of the partials case, each with its bound.
+
+    Each partial computed in ``dt`` is within ``4 eps (|p| + s)`` of the float64 transcription
+    (see :func:`expected_tangent`); each gradient entry sums at most ``M`` products with ``g``,
+    adding ``(M + 1) eps sum |g p|``.
+    """
+    k, v, x = KNOTS.astype(dt), VALUES.astype(dt), X.astype(dt)
+    g = g.astype(dt).astype(np.float64)
+    threshold = contract_threshold(k, dt)
+    _, ex, ek, ev = contract_partials(x, k, v, threshold=threshold, knot_grad=knot_grad)
+    eps = float(np.finfo(dt).eps)
+    gaps = np.diff(k.astype(np.float64))
+    genuine = gaps > threshold
+    s = float(np.max(np.abs(np.diff(v.astype(np.float64))[genuine] / gaps[genuine])))
+    m = x.size
+    return [
+        (g @ jac, np.abs(g) @ (4 * eps * (np.abs(jac) + s)) + (m + 1) * eps * (np.abs(g) @ np.abs(jac)))
+        for jac in (np.diag(ex), ek, ev)
+    ]
+
+
+# One column with a run of four tied points (weights 3, 0.7, 1.9, 0.2) between untied ones, and a
+# second column without ties; weights neither uniform nor dyadic, so every rank is rounded.
+TIE_POINTS = np.array([[0.0, 4.0], [1.5, 0.5], [1.5, 2.25], [1.5, 3.0], [1.5, 1.0], [3.0, 5.5], [4.0, 2.0]])
+TIE_WEIGHTS = np.array([0.3, 3.0, 0.7, 1.9, 0.2, 1.1, 0.45])
+
+
+def tie_rule_ranks(col: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The sorted column and its ranks by the documented tie rule, run by run in float64: a run of m
+    tied points after cumulative weight C, with total W, gets C + W i / m (i = 1..m), all scaled so
+    that the last rank is N / (N + 1)."""
+    order = np.argsort(col, kind="stable")
+    s, ws = col[order].astype(np.float64), w[order].astype(np.float64)
+    ranks, c, i = np.empty(s.size), 0.0, 0
+    while i < s.size:
+        m = int(np.sum(s == s[i]))
+        run = float(np.sum(ws[i : i + m]))
+        ranks[i : i + m] = c + run * np.arange(1, m + 1) / m
+        c, i = c + run, i + m
+    return s, ranks / c * s.size / (s.size + 1)

@@ -7,6 +7,7 @@ conformance suite's autodiff driver (``conformance/_backends.py``).
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 from collections.abc import Callable, Sequence
@@ -38,7 +39,7 @@ def backend_module(name: str, module: str | None = None) -> Any:
     also skips in a session that does not select ``name`` (:func:`selected`)."""
     if not selected(name):
         pytest.skip(f"runs in the {name} session (KNOTSAFE_TEST_BACKENDS, installed frameworks)")
-    return importlib.import_module(module or backend_table.by_name(name)["module"])
+    return importlib.import_module(module or backend_table.by_name(name).module)
 
 
 def only_in_session_of(*names: str) -> pytest.MarkDecorator:
@@ -198,6 +199,106 @@ def autodiff_for(xp: ModuleType) -> AutoDiff | None:
 def central_difference(f: Callable[[np.ndarray], np.ndarray], x: np.ndarray, h: np.ndarray | float) -> np.ndarray:
     """Elementwise d f / d x for an elementwise f, by central differences."""
     return (f(x + h) - f(x - h)) / (2 * h)
+
+
+def central_difference_gradient(
+    f: Callable[[np.ndarray], float], w: np.ndarray, h: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """d f / d w_i by central differences, and a bound on their error.
+
+    The truncation error of a central difference is ~ h^2 f'''/6; the
+    difference of the estimates at h and 2h is 3x that (the 2h estimate has 4x
+    the error), so |D(2h) - D(h)| bounds the truncation of D(h).  Rounding of
+    the two evaluations adds <= 2 eps_f / (2h), with eps_f the evaluation's
+    own rounding, bounded by 64 eps sum|f terms| (a few dozen roundings each).
+    """
+    g, bound = np.empty(w.size), np.empty(w.size)
+    for i in range(w.size):
+        e = np.zeros_like(w)
+        e[i] = 1.0
+        d1 = (f(w + h * e) - f(w - h * e)) / (2 * h)
+        d2 = (f(w + 2 * h * e) - f(w - 2 * h * e)) / (4 * h)
+        g[i] = d1
+        bound[i] = abs(d2 - d1) + 64 * np.finfo(np.float64).eps * abs(f(w)) / h
+    return g, bound
+
+
+def cast_case(case: Any, dtype_name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Queries, knots and values of a :func:`knotsafe.testing.knot_cases` case in ``dtype_name``.
+
+    float32 takes the float32 variant of the case, whose near-duplicates are one float32 ulp apart.
+    """
+    if dtype_name == "float32":
+        case = _knot_cases_32()[case.name]
+    with np.errstate(over="ignore"):  # +-1e300 queries become +-inf in float32, still out of range
+        return tuple(np.asarray(a, dtype=dtype_name) for a in (case.queries, case.knots, case.values))  # type: ignore[return-value]
+
+
+@functools.cache
+def _knot_cases_32() -> dict[str, Any]:
+    from knotsafe.testing import knot_cases
+
+    return {c.name: c for c in knot_cases(dtype=np.float32)}
+
+
+def bin_index(k: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """numpy.interp's bin ``[k_j, k_j+1)`` of each query, clipped to the first and the last bin."""
+    return np.clip(np.searchsorted(k, x, side="right") - 1, 0, max(k.size - 2, 0))
+
+
+def interior(k: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Queries in ``[k0, k_last)``, where the interpolant has a slope."""
+    return (x >= k[0]) & (x < k[-1])
+
+
+def points_with_duplicate_rows(rng: np.random.Generator, n: int = 40) -> np.ndarray:
+    """(n, 2) normal points whose rows 5 to 11 repeat row 0: duplicate knots in both columns."""
+    pts = rng.normal(size=(n, 2))
+    pts[5:12] = pts[0]
+    return pts
+
+
+def small_lens_grid(xp: ModuleType | None = None, dtype: str = "float64") -> tuple[Any, Any]:
+    """A small traced lens grid (data and over-sampled points): NumPy data, or arrays of ``xp``."""
+    from knotsafe.testing import lens_grid
+
+    data, over = lens_grid(radius=0.8, pixel_scale=0.1, sub_size=2, rotation=0.3)
+    if xp is None:
+        return data.astype(dtype), over.astype(dtype)
+    return asarray(xp, data, dtype), asarray(xp, over, dtype)
+
+
+@functools.cache
+def kernel_points(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Points (120, 2) for the kernel-density tests: a normal column and a skewed one with ties; positive weights."""
+    n = 120
+    rng = np.random.default_rng(seed)
+    p = np.stack([rng.normal(size=n), np.round(rng.exponential(size=n) * 3.0, 2)], axis=1)
+    w = rng.uniform(0.1, 2.0, size=n)
+    return p, w
+
+
+def exact_kernel_transform(xp: ModuleType, points: Any, weights: Any, h: Any, q: Any) -> Any:
+    """The exact kernel transform (a sum over every point) in JAX's or PyTorch's own operations.
+
+    The autodiff reference of the kernel method: its derivatives are the framework's, not knotsafe's.
+    """
+    if backend_name(xp) == "jax":
+        from jax.scipy.special import ndtr
+    else:
+        from torch.special import ndtr  # type: ignore[no-redef]
+    w = weights / xp.sum(weights)
+    cols = []
+    for d in range(points.shape[1]):
+        pd = points[:, d]
+        lo, hi = xp.min(pd), xp.max(pd)
+
+        def cdf(x: Any, pd: Any = pd, d: int = d) -> Any:
+            return xp.sum(w[None, :] * ndtr((x[:, None] - pd[None, :]) / h[d]), axis=1)
+
+        ends = cdf(xp.stack([lo, hi]))
+        cols.append(xp.clip((cdf(q[:, d]) - ends[0]) / (ends[1] - ends[0]), 0.0, 1.0))
+    return xp.stack(cols, axis=1)
 
 
 def interp_jacobians(

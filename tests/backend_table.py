@@ -1,144 +1,125 @@
-"""The one table of test backends: read by noxfile.py, tests/conftest.py,
-conformance/_backends.py and benchmarks/run.py.
+"""The one table of test backends: noxfile.py, tests/, conformance/ and benchmarks/ read it.
 
-Pure data and the standard library only: nox's own interpreter loads this file
-by path (:func:`load`) without numpy or any framework installed.  The library's
-own registry of hooks (``knotsafe.backends._BUILTINS``) is separate: it says
-how knotsafe computes on an array library; this table says how the test
-tooling installs, selects and drives one.
+Every reader imports it the same way, ``from tests.backend_table import ...``, with the repository root
+on ``sys.path`` (pytest and ``python -m conformance`` put it there; noxfile.py and benchmarks/run.py
+add it).  The standard library only: nox's own interpreter imports this module without numpy or any
+framework installed.
 
-Columns
--------
-name
-    The backend's name in ``KNOTSAFE_TEST_BACKENDS``, the ``xp`` fixture id and
-    the conformance built-ins.
-session
-    The nox session that runs the suite on it alone: ``tests-<session>``.
-    Backends with the same ``env`` share one virtualenv.
-packages
-    pip requirements beyond ``.[test]`` (pinned through ``constraints.txt``).
-module
-    The framework's top-level module: whether it is installed.
-namespace
-    The module the ``xp`` fixture returns (the namespace tests call).
-env_runs
-    Environment variables of each pytest run of the session: the suite runs once per
-    entry (JAX: float32 by default, then with x64).
-test_env
-    Environment variables of every pytest run of the session (JAX: :data:`JAX_TEST_XLA_FLAGS`).
-autodiff
-    Whether the framework has autodiff that the suite drives.
-conformance
-    The specs ``python -m conformance`` checks for it (JAX twice: x64 and
-    x32); empty: not a conformance backend yet (dask: the conformance drivers
-    read results back eagerly).
-bench
-    Whether ``benchmarks/run.py`` times it against its peers.
-env
-    The shared nox environment its session runs in (noxfile.py: one virtualenv
-    per framework; PyTorch's is "all", the one the cross-framework sessions use,
-    so that PyTorch is installed once).
+The library's own registry of hooks (``knotsafe.backends``) is separate: it says how knotsafe
+computes on an array library; this table says how the test tooling installs, selects and drives one.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
-from typing import Any
+from types import MappingProxyType
 
-#: XLA's CPU compiler options for the tests-jax session.  The suite runs JAX mostly eagerly, where
-#: XLA compiles every operation for every new shape: about 85% of that session's CPU went to
-#: compiling (2,725 compilations in tests/test_kernel_cdf.py alone).  Without the fusion emitters
-#: and LLVM's optimisations a compilation costs about a third (x64 suite, one process, no cache:
-#: 890 -> 413 CPU-s); the programs compute the same operations, unoptimised.  The conformance
-#: session keeps XLA's defaults, so the numbers users get are measured there (docs/conformance.md).
-#: The caller's own XLA_FLAGS are kept, after these, so they win (noxfile.py).
+#: XLA's CPU compiler options for the tests-jax session.  The suite runs JAX mostly eagerly, so XLA
+#: compiles every operation for every new shape, and most of that session's CPU goes to compiling.
+#: Without the fusion emitters and LLVM's optimisations a compilation is much cheaper; the programs
+#: compute the same operations, unoptimised.  The conformance session keeps XLA's defaults, so the
+#: numbers users get are measured there (docs/conformance.md).  The caller's own XLA_FLAGS are kept,
+#: after these, so they win (noxfile.py).
 JAX_TEST_XLA_FLAGS = "--xla_cpu_use_fusion_emitters=false --xla_backend_optimization_level=0"
 
-BACKENDS: tuple[dict[str, Any], ...] = (
-    {
-        "name": "numpy",
-        "session": "numpy",
-        "packages": (),
-        "module": "numpy",
-        "namespace": "numpy",
-        "env_runs": ({},),
-        "test_env": {},
-        "autodiff": False,
-        "conformance": ("numpy",),
-        "bench": True,
-        "env": "base",
-    },
-    {
-        "name": "array_api_strict",
-        "session": "strict",
-        "packages": ("array-api-strict",),
-        "module": "array_api_strict",
-        "namespace": "array_api_strict",
-        "env_runs": ({},),
-        "test_env": {},
-        "autodiff": False,
-        "conformance": ("array_api_strict",),
-        "bench": False,
-        "env": "base",
-    },
-    {
-        "name": "dask",
-        "session": "dask",
-        "packages": ("dask[array]", "distributed"),
-        "module": "dask",
-        "namespace": "array_api_compat.dask.array",
-        "env_runs": ({},),
-        "test_env": {},
-        "autodiff": False,
-        "conformance": (),
-        "bench": False,
-        "env": "dask",
-    },
-    {
-        "name": "jax",
-        "session": "jax",
-        "packages": ("jax",),
-        "module": "jax",
-        "namespace": "jax.numpy",
-        "env_runs": ({"JAX_ENABLE_X64": "0"}, {"JAX_ENABLE_X64": "1"}),
-        "test_env": {"XLA_FLAGS": JAX_TEST_XLA_FLAGS},
-        "autodiff": True,
-        "conformance": ("jax", "jax-x32"),
-        "bench": True,
-        "env": "jax",
-    },
-    {
-        "name": "torch",
-        "session": "torch",
-        "packages": ("torch",),
-        "module": "torch",
-        "namespace": "torch",
-        "env_runs": ({},),
-        "test_env": {},
-        "autodiff": True,
+
+def _env(**variables: str) -> Mapping[str, str]:
+    """A read-only mapping of environment variables (a row of the table cannot be changed by a reader)."""
+    return MappingProxyType(dict(variables))
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One row: how the test tooling installs, selects and drives one array library."""
+
+    #: The name in ``KNOTSAFE_TEST_BACKENDS``, the ``xp`` fixture id and the conformance built-ins.
+    name: str
+    #: The nox session that runs the suite on this backend alone is ``tests-<session>``.
+    session: str
+    #: The framework's top-level module: importable means installed.
+    module: str
+    #: The module the ``xp`` fixture returns (the namespace the tests call).
+    namespace: str
+    #: Requirements installed beside ``.[test]`` (pinned through constraints.txt).
+    packages: tuple[str, ...] = ()
+    #: Environment variables of each pytest run of the session: the suite runs once per entry
+    #: (JAX: float32, then float64 with x64 on).
+    runs: tuple[Mapping[str, str], ...] = field(default=(_env(),), hash=False)
+    #: Environment variables of every pytest run of the session.
+    test_env: Mapping[str, str] = field(default_factory=_env, hash=False)
+    #: The specs ``python -m conformance`` checks for it; empty: not a conformance backend (Dask:
+    #: the conformance drivers read results back eagerly).
+    conformance: tuple[str, ...] = ()
+    #: Whether ``benchmarks/run.py`` times it against its peers.
+    bench: bool = False
+
+
+BACKENDS: tuple[Backend, ...] = (
+    Backend(
+        name="numpy",
+        session="numpy",
+        module="numpy",
+        namespace="numpy",
+        conformance=("numpy",),
+        bench=True,
+    ),
+    Backend(
+        name="array_api_strict",
+        session="strict",
+        module="array_api_strict",
+        namespace="array_api_strict",
+        packages=("array-api-strict",),
+        conformance=("array_api_strict",),
+    ),
+    Backend(
+        name="dask",
+        session="dask",
+        module="dask",
+        namespace="array_api_compat.dask.array",
+        packages=("dask[array]", "distributed"),
+    ),
+    Backend(
+        name="jax",
+        session="jax",
+        module="jax",
+        namespace="jax.numpy",
+        packages=("jax",),
+        runs=(_env(JAX_ENABLE_X64="0"), _env(JAX_ENABLE_X64="1")),
+        test_env=_env(XLA_FLAGS=JAX_TEST_XLA_FLAGS),
+        conformance=("jax", "jax-x32"),
+        bench=True,
+    ),
+    Backend(
+        name="torch",
+        session="torch",
+        module="torch",
+        namespace="torch",
+        packages=("torch",),
         # torch-generic: PyTorch registered with only stop_gradient (the generic path).
-        "conformance": ("torch", "torch-generic"),
-        "bench": True,
-        "env": "all",
-    },
+        conformance=("torch", "torch-generic"),
+        bench=True,
+    ),
 )
 
-NAMES: tuple[str, ...] = tuple(b["name"] for b in BACKENDS)
+NAMES: tuple[str, ...] = tuple(b.name for b in BACKENDS)
+#: Every framework of the table: the environments that compare backends (conformance, bench) install these.
+ALL_PACKAGES: tuple[str, ...] = tuple(p for b in BACKENDS for p in b.packages)
 
 
-def by_name(name: str) -> dict[str, Any]:
+def by_name(name: str) -> Backend:
+    """The row of backend ``name``."""
     for b in BACKENDS:
-        if b["name"] == name:
+        if b.name == name:
             return b
     raise KeyError(f"no backend named {name!r} in tests/backend_table.py; known: {', '.join(NAMES)}")
 
 
 def installed(name: str) -> bool:
     """Whether the backend's framework can be imported here (does not import it)."""
-    return importlib.util.find_spec(by_name(name)["module"]) is not None
+    return importlib.util.find_spec(by_name(name).module) is not None
 
 
 def jax_cache_env(directory: Path | str) -> dict[str, str]:
@@ -153,15 +134,3 @@ def jax_cache_env(directory: Path | str) -> dict[str, str]:
         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
         "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
     }
-
-
-def load() -> ModuleType:
-    """This module, loaded by path (for callers that cannot import ``tests``)."""
-    mod = sys.modules.get("knotsafe_backend_table")
-    if mod is None:
-        spec = importlib.util.spec_from_file_location("knotsafe_backend_table", Path(__file__))
-        assert spec is not None and spec.loader is not None
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules["knotsafe_backend_table"] = mod
-        spec.loader.exec_module(mod)
-    return mod

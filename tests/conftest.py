@@ -19,9 +19,9 @@ import pytest
 from tests import _support, backend_table
 
 ALL_BACKENDS = backend_table.NAMES
-_MODULES = {b["name"]: b["namespace"] for b in backend_table.BACKENDS}
+_MODULES = {b.name: b.namespace for b in backend_table.BACKENDS}
 #: Dask arrays made by the tests are cut into chunks of this size, so that every
-#: operation crosses chunk boundaries (1024 float64 or 2048 float32 per chunk; tests/test_dask.py cuts smaller).
+#: operation crosses chunk boundaries (1024 float64 or 2048 float32 per chunk; tests/test_scale_out.py cuts smaller).
 DASK_CHUNK_SIZE = "8KiB"
 
 
@@ -52,7 +52,7 @@ def xp(request: pytest.FixtureRequest) -> Iterator[ModuleType]:
 
     On dask, ``xp.asarray`` of NumPy data makes arrays of several small chunks
     (``DASK_CHUNK_SIZE``) so that operations on the larger test arrays cross chunk boundaries;
-    ``tests/test_dask.py`` checks that knotsafe itself never computes.
+    ``tests/test_scale_out.py`` checks that knotsafe itself never computes.
     """
     name = request.param
     for marker in request.node.iter_markers("skip_xp_backend"):

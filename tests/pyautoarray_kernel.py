@@ -1,6 +1,6 @@
-"""NumPy transcription of PyAutoArray's kernel-density rectangular mesh (issue 12).
+"""NumPy transcription of PyAutoArray's kernel-density rectangular mesh.
 
-Written from the issue's formulas, independently of knotsafe: the exact
+Written from PyAutoArray's formulas, independently of knotsafe: the exact
 kernel CDF summed over every point (``scipy.special.ndtr``, NumPy's pairwise
 sum, blocks of 512 queries as in PyAutoArray), the mesh normalisation and
 bilinear layout of PyAutoArray's rectangular mesh, and the 64-knot table

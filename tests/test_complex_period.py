@@ -6,6 +6,7 @@ steps that cross no knot; nothing is compared against numbers from ``src``.
 
 from __future__ import annotations
 
+import warnings
 from types import ModuleType
 from typing import Any
 
@@ -46,7 +47,7 @@ def _assert_numpy_values(xp: ModuleType, got: np.ndarray, ref: np.ndarray, scale
     np.testing.assert_allclose(got, ref, rtol=0, atol=4 * eps * scale)
 
 
-# --- complex forward values -------------------------------------------------
+# --- complex forward values -----------------------------------------------------------------------
 
 
 def test_complex_values_match_numpy(xp: ModuleType, dtype_name: str, rng: np.random.Generator) -> None:
@@ -110,6 +111,49 @@ def test_complex_parts_exact_with_infinities(xp: ModuleType) -> None:
     np.testing.assert_array_equal(got.imag, ref.imag)
 
 
+@pytest.mark.parametrize("dt", ["complex64", "complex128"])
+def test_torch_complex_values_with_infinite_imaginary_parts_keep_dtype_and_parts(dt: str) -> None:
+    """A finite non-zero real part beside an infinite or NaN imaginary part, in both complex dtypes.
+
+    These entries are built by the PyTorch ``complex_parts`` hook (PyTorch's complex arithmetic
+    mixes the parts).  Queries on the knots copy the values: numpy.interp gives them bit for bit,
+    and the result keeps the values' dtype.  Real parts 0.1 and 1/3 are not float32 numbers, so a
+    complex128 result built from float32 parts differs from numpy's.
+    """
+    torch = backend_module("torch")
+    real = "float32" if dt == "complex64" else "float64"
+    k = np.array([0.0, 1.0, 2.0, 3.0]).astype(real)
+    v = np.array([complex(0.1, np.inf), 2 + 5j, complex(1 / 3, -np.inf), complex(-0.7, np.nan)]).astype(dt)
+    got = knotsafe.interp(torch.asarray(k), torch.asarray(k), torch.asarray(v))
+    assert got.dtype == getattr(torch, dt)
+    ref = np.interp(k, k, v).astype(dt)  # numpy computes in complex128; on the knots it copies the values
+    np.testing.assert_array_equal(got.numpy().real, ref.real)
+    np.testing.assert_array_equal(got.numpy().imag, ref.imag)
+
+
+def test_torch_complex32_values_with_infinite_imaginary_parts_give_numpys_values() -> None:
+    """``torch.complex32`` values (float16 parts) with infinite or NaN imaginary parts: numpy's values.
+
+    Half precision is computed in float32 (complex32 as complex64: the PyTorch ``complex_parts``
+    hook builds complex64 from float32 parts) and rounded back once, to complex32, as float16 real
+    data comes back float16.  Queries on the knots copy the values, so numpy.interp on the exact
+    complex64 upcast of the values is the reference, bit for bit.
+    """
+    torch = backend_module("torch")
+    k = np.array([0.0, 1.0, 2.0, 3.0], dtype=np.float16)
+    parts = [complex(0.1, np.inf), 2 + 5j, complex(1 / 3, -np.inf), complex(-0.7, np.nan)]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "ComplexHalf support is experimental", UserWarning)
+        v = torch.asarray(np.array(parts, dtype=np.complex64)).to(torch.complex32)
+        got = knotsafe.interp(torch.asarray(k), torch.asarray(k), v)
+        v64 = v.to(torch.complex64).numpy()
+    ref = np.interp(k.astype(np.float64), k.astype(np.float64), v64.astype(np.complex128))
+    assert got.dtype == torch.complex32  # not complex128, which float64 parts in the hook would promote it to
+    out = got.to(torch.complex128).numpy()
+    np.testing.assert_array_equal(out.real, ref.real)
+    np.testing.assert_array_equal(out.imag, ref.imag)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
@@ -128,7 +172,7 @@ def test_complex_where_real_is_required_is_a_type_error(xp: ModuleType, kwargs: 
         knotsafe.interp(arrays["x"], arrays["knots"], arrays["values"], **kwargs)
 
 
-# --- period forward values --------------------------------------------------
+# --- period forward values ------------------------------------------------------------------------
 
 
 def test_period_matches_numpy(xp: ModuleType, dtype_name: str, rng: np.random.Generator) -> None:
@@ -198,7 +242,7 @@ def test_bad_period(xp: ModuleType, period: Any, knots: list, exc: type, match: 
         knotsafe.interp(xp.asarray([0.5]), xp.asarray(knots), xp.asarray([1.0, 2.0]), period=period)
 
 
-# --- gradients --------------------------------------------------------------
+# --- gradients ------------------------------------------------------------------------------------
 
 
 def _weights(rng: np.random.Generator, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:

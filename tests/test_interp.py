@@ -1,48 +1,47 @@
-"""knotsafe.interp: numpy.interp forward values and the duplicate-knot gradient rule."""
+"""``knotsafe.interp``'s values: ``numpy.interp``'s on every backend, and its argument checks.
+
+References: ``numpy.interp`` in float64 (bitwise where NumPy computes, within the contract's
+``4 eps (|slope||x| + |f0| + |f1|)`` elsewhere) and numbers written here.  Gradients are in
+``tests/test_gradients.py``, complex values and ``period=`` in ``tests/test_complex_period.py``,
+infinite knots and values and half precision in ``tests/test_edge_inputs.py``.
+"""
 
 from __future__ import annotations
 
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import pytest
 
 import knotsafe
-from knotsafe.testing import KnotCase, knot_cases, lens_grid, plain_interp
-from tests._contract import contract_threshold
-from tests._support import AutoDiff, asarray, backend_module, backend_name, eps_of, has_float64, to_numpy
+from knotsafe.testing import knot_cases
+from tests._contract import contract_partials, contract_threshold
+from tests._support import (
+    asarray,
+    backend_module,
+    backend_name,
+    bin_index,
+    cast_case,
+    eps_of,
+    has_float64,
+    interior,
+    to_numpy,
+)
 
 CASES = {c.name: c for c in knot_cases()}
-CASES32 = {c.name: c for c in knot_cases(dtype=np.float32)}
-SMALL = [name for name, c in CASES.items() if c.knots.size <= 100]
 
 
-def _cast(case: KnotCase, dtype_name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    if dtype_name == "float32":  # near-duplicates one float32 ulp apart
-        case = CASES32[case.name]
-    with np.errstate(over="ignore"):  # +-1e300 queries become +-inf in float32, still out of range
-        return tuple(np.asarray(a, dtype=dtype_name) for a in (case.queries, case.knots, case.values))  # type: ignore[return-value]
+def _dt(xp: ModuleType) -> str:
+    return "float64" if has_float64(xp) else "float32"
 
 
-def _bin(k: np.ndarray, x: np.ndarray) -> np.ndarray:
-    return np.clip(np.searchsorted(k, x, side="right") - 1, 0, max(k.size - 2, 0))
-
-
-def _threshold(k: np.ndarray) -> float:
-    """The contract's 8 eps max|knots| (written in tests/_contract.py, not imported from src)."""
-    return contract_threshold(k, k.dtype.name)
-
-
-def _interior(k: np.ndarray, x: np.ndarray) -> np.ndarray:
-    return (x >= k[0]) & (x < k[-1])
-
-
-# --- forward values ---------------------------------------------------------
+# --- numpy.interp's values ------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("case_name", list(CASES))
 def test_forward_matches_numpy_interp(xp: ModuleType, dtype_name: str, case_name: str) -> None:
-    x, k, v = _cast(CASES[case_name], dtype_name)
+    x, k, v = cast_case(CASES[case_name], dtype_name)
     ref = np.interp(x.astype(np.float64), k.astype(np.float64), v.astype(np.float64))
     out = knotsafe.interp(asarray(xp, x, dtype_name), asarray(xp, k, dtype_name), asarray(xp, v, dtype_name))
     got = to_numpy(out)
@@ -57,15 +56,66 @@ def test_forward_matches_numpy_interp(xp: ModuleType, dtype_name: str, case_name
     if k.size == 1:
         np.testing.assert_array_equal(got[ok], ref[ok])
         return
-    j = _bin(k64, x64)
+    j = bin_index(k64, x64)
     gap = k64[j + 1] - k64[j]
     with np.errstate(divide="ignore", invalid="ignore"):
         slope = np.where(gap > 0, (v64[j + 1] - v64[j]) / gap, 0.0)
     bound = 4 * eps_of(dtype_name) * (np.abs(slope) * np.abs(x64) + np.abs(v64[j]) + np.abs(v64[j + 1]))
-    inside = _interior(k64, x64)
+    inside = interior(k64, x64)
     err = np.abs(got.astype(np.float64) - ref)
     assert np.all(err[ok & inside] <= bound[ok & inside]), np.max((err - bound)[ok & inside])
     np.testing.assert_array_equal(got[ok & ~inside], ref[ok & ~inside].astype(dtype_name))
+
+
+def test_numpy_forward_is_numpy_interp_bitwise() -> None:
+    """On NumPy float64 the forward is numpy.interp's, bit for bit, also where knotsafe's own
+    arithmetic would round differently (a value computed from the other end of the bin)."""
+    rng = np.random.default_rng(0)
+    k = np.sort(rng.normal(size=50))
+    v = rng.normal(size=50) * 1e8
+    x = rng.normal(size=1000)
+    np.testing.assert_array_equal(knotsafe.interp(x, k, v), np.interp(x, k, v))
+    assert to_numpy(knotsafe.interp(x, k, v)).dtype == np.float64
+
+
+def test_standard_forward_raises_no_floating_point_errors() -> None:
+    """The array-API forward (what a backend without a native forward runs) never divides by a zero gap.
+
+    NumPy hooks with ``forward=None`` run knotsafe's own forward on NumPy, where
+    a division by zero or an invalid operation is observable.
+    """
+    import array_api_compat.numpy as cnp
+
+    from knotsafe import backends
+
+    builtin = backends.hooks_for(cnp)
+    backends.register("numpy_standard_forward", builtin.replace(forward=None), matches=lambda n: n is cnp)
+    try:
+        k = np.array([0.0, 1.0, 1.0, 1.0, 2.0, 2.0])
+        v = np.array([0.0, 1.0, 5.0, 2.0, 3.0, 7.0])
+        x = np.array([-1.0, 0.0, 0.5, 1.0, 1.5, 2.0, 3.0])
+        with np.errstate(all="raise"):
+            got = knotsafe.interp(x, k, v)
+        np.testing.assert_array_equal(got, np.interp(x, k, v))
+    finally:
+        backends.unregister("numpy_standard_forward")
+
+
+def test_torch_compile_without_gradients_gives_numpy_interp_values() -> None:
+    """``torch.compile(fullgraph=True)`` of a call where no input requires a gradient (inference):
+    the compiled branch's plain forward, with ``left``/``right`` and a run of duplicate knots, gives
+    numpy.interp's values (the compiled arithmetic may fuse a multiply-add: one rounding per value,
+    so within 2 eps of numpy's float64 result, relative to the largest value)."""
+    torch = backend_module("torch")
+
+    k = np.array([0.0, 1.0, 2.0, 2.0, 3.0, 5.0])
+    v = np.array([0.5, -1.25, 3.0, 0.75, 2.5, -2.0])
+    x = np.array([-1.0, 0.0, 0.375, 1.5, 2.0, 2.625, 4.0, 5.0, 6.0])
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda a, b, c: knotsafe.interp(a, b, c, left=-7.0, right=9.0), fullgraph=True)
+    got = compiled(*(torch.asarray(a) for a in (x, k, v)))
+    expected = np.interp(x, k, v, left=-7.0, right=9.0)
+    np.testing.assert_allclose(got.numpy(), expected, rtol=0, atol=2 * np.finfo(np.float64).eps * 9.0)
 
 
 def test_left_right_and_shape(xp: ModuleType) -> None:
@@ -121,7 +171,120 @@ def test_device_is_preserved_on_array_api_strict() -> None:
     assert inv(xps.stack([x, x], axis=1)).device == dev
 
 
-# --- bad input ----------------------------------------------------------------
+# --- left and right -------------------------------------------------------------------------------
+
+
+KNOTS = np.array([0.0, 1.0])
+
+
+VALUES = np.array([5.0, 6.0])
+
+
+# below, inside, above, on the first knot, on the last knot
+QUERIES = np.array([-1.0, 0.5, 2.0, 0.0, 1.0])
+
+
+LEFT_RIGHT = [
+    pytest.param({"left": -7.0}, id="left"),
+    pytest.param({"right": 9.0}, id="right"),
+    pytest.param({"left": -7.0, "right": 9.0}, id="both"),
+    pytest.param({}, id="neither"),
+]
+
+
+def _as_scalar(kind: str, value: float, xp: ModuleType, dt: str) -> Any:
+    if kind == "python":
+        return value
+    if kind == "numpy0d":
+        return np.asarray(value, dtype=dt)
+    return asarray(xp, value, dt)  # a 0-d array of the backend itself
+
+
+@pytest.mark.parametrize("kind", ["python", "numpy0d", "backend0d"])
+@pytest.mark.parametrize("kw", LEFT_RIGHT)
+def test_left_right_forward_values(xp: ModuleType, kw: dict, kind: str) -> None:
+    """Each of left/right alone and together: numpy.interp's values (all exact in any float dtype)."""
+    dt = _dt(xp)
+    args = {name: _as_scalar(kind, val, xp, dt) for name, val in kw.items()}
+    got = knotsafe.interp(*(asarray(xp, a, dt) for a in (QUERIES, KNOTS, VALUES)), **args)
+    # Every expected value (5, 5.5, 6, -7, 9) is exact in float32 and float64.
+    np.testing.assert_array_equal(to_numpy(got), np.interp(QUERIES, KNOTS, VALUES, **kw).astype(dt))
+
+
+@pytest.mark.parametrize("dt", ["float32", "float64"])
+def test_left_right_are_rounded_once_to_the_queries_dtype(xp: ModuleType, dt: str) -> None:
+    """``left=0.1``, ``right=1/3`` (not representable in float32) with float32 and float64 inputs.
+
+    numpy.interp returns ``left``/``right`` themselves; in the inputs' dtype that is the Python float
+    rounded once to it (float64: unchanged), never first to a framework's default float dtype
+    (PyTorch's is float32).  Queries below, on and above the knots: the expected values are exact.
+    """
+    if dt == "float64" and not has_float64(xp):
+        pytest.skip("no float64")
+    x, k, v = (np.array(a, dtype=dt) for a in ([-1.0, 0.0, 1.0, 2.0, 3.0], [0.0, 1.0, 2.0], [0.5, 1.5, -2.0]))
+    got = knotsafe.interp(*(asarray(xp, a, dt) for a in (x, k, v)), left=0.1, right=1 / 3)
+    expected = np.interp(x, k, v, left=0.1, right=1 / 3).astype(dt)
+    assert to_numpy(got).dtype == np.dtype(dt)
+    np.testing.assert_array_equal(to_numpy(got), expected)
+
+
+def test_strict_arrays_on_a_non_default_device_with_left_right() -> None:
+    """array-api-strict arrays on its second device, ``left``/``right`` set: every array the forward
+    makes (the 0-d ``left``/``right``) is on the inputs' device (array-api-strict refuses to mix
+    devices), and the values are numpy.interp's."""
+    xp = backend_module("array_api_strict")
+    dev = xp.Device("device1")
+    x, k, v = [-1.0, 0.5, 2.0, 3.0], [0.0, 1.0, 2.0], [0.5, 1.5, -2.0]
+    got = knotsafe.interp(*(xp.asarray(a, dtype=xp.float64, device=dev) for a in (x, k, v)), left=0.1, right=1 / 3)
+    assert got.device == dev
+    np.testing.assert_array_equal(to_numpy(got), np.interp(x, k, v, left=0.1, right=1 / 3))
+
+
+@pytest.mark.skip_xp_backend("dask", reason="jax.jit only")
+@pytest.mark.skip_xp_backend("numpy", reason="jax.jit only")
+@pytest.mark.skip_xp_backend("array_api_strict", reason="jax.jit only")
+@pytest.mark.skip_xp_backend("torch", reason="jax.jit only")
+@pytest.mark.parametrize("kind", ["python", "numpy0d", "backend0d"])
+@pytest.mark.parametrize("kw", LEFT_RIGHT)
+def test_left_right_under_jit(xp: ModuleType, kw: dict, kind: str) -> None:
+    """left/right are constants of the traced function: values and gradients as eager."""
+    import jax
+
+    dt = _dt(xp)
+    args = {name: _as_scalar(kind, val, xp, dt) for name, val in kw.items()}
+    x, k, v = (asarray(xp, a, dt) for a in (QUERIES, KNOTS, VALUES))
+
+    def f(a: Any, b: Any, c: Any) -> Any:
+        return knotsafe.interp(a, b, c, **args)
+
+    np.testing.assert_array_equal(np.asarray(jax.jit(f)(x, k, v)), np.interp(QUERIES, KNOTS, VALUES, **kw).astype(dt))
+    _, ex, ek, ev = contract_partials(QUERIES, KNOTS, VALUES, threshold=contract_threshold(KNOTS, dt), **kw)
+    gx, gk, gv = jax.jit(jax.grad(lambda a, b, c: f(a, b, c).sum(), argnums=(0, 1, 2)))(x, k, v)
+    # Exact: slope 1, w in {0, 1/2} (see test_left_right_gradients in tests/test_gradients.py).
+    np.testing.assert_array_equal(np.asarray(gx), ex)
+    np.testing.assert_array_equal(np.asarray(gk), ek.sum(axis=0))
+    np.testing.assert_array_equal(np.asarray(gv), ev.sum(axis=0))
+
+
+def test_nan_left_right_reuse_the_compiled_function() -> None:
+    """NaN != NaN, but the rule (a cache key) stores one NaN object: no recompilation per call."""
+    backend_module("jax")
+    import jax.numpy as jnp
+
+    from knotsafe._lib.backends import jax_hooks as _hooks_jax
+
+    x, k, v = jnp.asarray([-1.0, 0.5, 3.0]), jnp.asarray([0.0, 1.0, 2.0]), jnp.asarray([0.0, 1.0, 2.0])
+    knotsafe.interp(x, k, v, left=float("nan"), right=float("nan"))
+    before = _hooks_jax._custom_interp.cache_info()
+    for _ in range(5):
+        out = knotsafe.interp(x, k, v, left=float("nan"), right=np.float64("nan"))
+    after = _hooks_jax._custom_interp.cache_info()
+    assert after.misses == before.misses
+    assert after.hits == before.hits + 5
+    assert np.isnan(np.asarray(out)[[0, 2]]).all() and np.asarray(out)[1] == 0.5
+
+
+# --- bad input ------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -136,7 +299,7 @@ def test_device_is_preserved_on_array_api_strict() -> None:
             ValueError,
             "`knots` must be non-decreasing",
             marks=pytest.mark.skip_xp_backend(
-                "dask", reason="data check: needs values, skipped on lazy dask arrays (tests/test_dask.py)"
+                "dask", reason="data check: needs values, skipped on lazy dask arrays (tests/test_scale_out.py)"
             ),
         ),
         pytest.param(
@@ -144,7 +307,7 @@ def test_device_is_preserved_on_array_api_strict() -> None:
             ValueError,
             "`knots` must be non-decreasing and free of NaN",
             marks=pytest.mark.skip_xp_backend(
-                "dask", reason="data check: needs values, skipped on lazy dask arrays (tests/test_dask.py)"
+                "dask", reason="data check: needs values, skipped on lazy dask arrays (tests/test_scale_out.py)"
             ),
         ),
         ({"knot_grad": "bogus"}, ValueError, "`knot_grad`"),
@@ -173,157 +336,3 @@ def test_python_data_without_xp_is_a_type_error() -> None:
 def test_xp_must_be_a_namespace() -> None:
     with pytest.raises(TypeError, match="`xp`"):
         knotsafe.interp(np.array([0.5]), np.array([0.0, 1.0]), np.array([0.0, 1.0]), xp="numpy")
-
-
-# --- gradients --------------------------------------------------------------
-
-
-def _grads(autodiff: AutoDiff, xp: ModuleType, case: KnotCase, dtype_name: str, **kw: object) -> list[np.ndarray]:
-    x, k, v = _cast(case, dtype_name)
-    args = [asarray(xp, a, dtype_name) for a in (x, k, v)]
-    return autodiff.grad(lambda a, b, c: knotsafe.interp(a, b, c, **kw), args, (0, 1, 2))
-
-
-@pytest.mark.parametrize("knot_grad", ["exact", "stop"])
-@pytest.mark.parametrize("case_name", list(CASES))
-def test_gradients_finite_everywhere(
-    xp: ModuleType, autodiff: AutoDiff, dtype_name: str, case_name: str, knot_grad: str
-) -> None:
-    gx, gk, gv = _grads(autodiff, xp, CASES[case_name], dtype_name, knot_grad=knot_grad)
-    assert np.all(np.isfinite(gx)) and np.all(np.isfinite(gk)) and np.all(np.isfinite(gv))
-    if knot_grad == "stop":
-        assert np.all(gk == 0.0)
-    if case_name == "nan_queries":
-        nan = np.isnan(CASES[case_name].queries)
-        assert np.all(gx[nan] == 0.0)
-
-
-@pytest.mark.parametrize("case_name", ["near_duplicates", "exact_duplicates", "long_run", "lens_grid"])
-def test_zero_slope_in_duplicate_bins_and_bounded_elsewhere(
-    xp: ModuleType, autodiff: AutoDiff, dtype_name: str, case_name: str
-) -> None:
-    case = CASES[case_name]
-    x, k, v = _cast(case, dtype_name)
-    (gx,) = autodiff.grad(
-        lambda a: knotsafe.interp(a, asarray(xp, k, dtype_name), asarray(xp, v, dtype_name)),
-        [asarray(xp, x, dtype_name)],
-        (0,),
-    )
-    j = _bin(k, x)
-    gap = k[j + 1].astype(np.float64) - k[j]
-    dup = _interior(k, x) & (gap <= _threshold(k))
-    if case_name == "near_duplicates":
-        assert dup.sum() >= 30  # the case really puts queries inside ulp-sized gaps
-    assert np.all(gx[dup] == 0.0)
-    dv = np.abs(v[j + 1].astype(np.float64) - v[j])
-    # The contract's bound |d/dx| <= |dvalues| / threshold (about 1e15 |dvalues| in float64) is
-    # loose: check the exact slope instead.  Genuine bins: rise and gap are each one rounded
-    # difference in the dtype (eps/2 relative), the quotient one more: <= 3/2 eps relative.
-    gap64 = k[j + 1].astype(np.float64) - k[j]
-    genuine = _interior(k, x) & (gap64 > _threshold(k))
-    slope = (v[j + 1].astype(np.float64) - v[j])[genuine] / gap64[genuine]
-    assert np.all(np.abs(gx[genuine] - slope) <= 1.5 * eps_of(dtype_name) * np.abs(slope))
-    assert np.all(gx[~_interior(k, x)] == 0.0)
-    assert np.all(np.abs(gx) <= dv / _threshold(k) * (1 + 4 * eps_of(dtype_name)))
-
-
-def _fd_x(x: np.ndarray, k: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Central differences in x with steps that stay inside each query's bin."""
-    x64, k64, v64 = (a.astype(np.float64) for a in (x, k, v))
-    j = _bin(k64, x64)
-    room = np.minimum(x64 - k64[j], k64[j + 1] - x64)
-    usable = _interior(k64, x64) & (room > 0) & (k64[j + 1] - k64[j] > _threshold(k))
-    h = np.where(usable, np.minimum(room / 4, 1e-3), 1.0)
-    fd = (np.interp(x64 + h, k64, v64) - np.interp(x64 - h, k64, v64)) / (2 * h)
-    return fd, usable
-
-
-def _fd_knots(x: np.ndarray, k: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """d sum(out) / d knots[i] for knots whose neighbours are genuine and no query sits on them."""
-    x64, k64, v64 = (a.astype(np.float64) for a in (x, k, v))
-    thr = _threshold(k)
-    fd = np.zeros_like(k64)
-    usable = np.zeros(k64.size, dtype=bool)
-    finite_x = x64[~np.isnan(x64)]
-    for i in range(1, k64.size - 1):
-        left, right = k64[i] - k64[i - 1], k64[i + 1] - k64[i]
-        near = np.min(np.abs(finite_x - k64[i])) if finite_x.size else np.inf
-        if min(left, right) <= thr or near == 0:
-            continue
-        h = min(left, right, near) * 1e-4  # central-difference truncation error ~ (h / gap)^2
-        kp, km = k64.copy(), k64.copy()
-        kp[i] += h
-        km[i] -= h
-        fd[i] = np.sum(np.interp(finite_x, kp, v64) - np.interp(finite_x, km, v64)) / (2 * h)
-        usable[i] = True
-    return fd, usable
-
-
-def _rtol(dtype_name: str) -> float:
-    return 1e-6 if dtype_name == "float64" else 1e-3
-
-
-@pytest.mark.parametrize("case_name", [n for n in SMALL if n not in ("single_knot",)] + ["lens_grid"])
-def test_gradients_match_central_differences(
-    xp: ModuleType, autodiff: AutoDiff, dtype_name: str, case_name: str
-) -> None:
-    case = CASES[case_name]
-    x, k, v = _cast(case, dtype_name)
-    gx, gk, gv = _grads(autodiff, xp, case, dtype_name)
-    fd, usable = _fd_x(x, k, v)
-    if case_name in ("random", "lens_grid", "single_pair"):
-        assert usable.sum() >= x.size // 3  # the check is not vacuous
-    scale = np.max(np.abs(fd[usable]), initial=1.0)
-    np.testing.assert_allclose(gx[usable], fd[usable], rtol=_rtol(dtype_name), atol=_rtol(dtype_name) * 1e-3 * scale)
-    if k.size <= 100:
-        fdk, ok = _fd_knots(x, k, v)
-        if ok.any():
-            np.testing.assert_allclose(gk[ok], fdk[ok], rtol=_rtol(dtype_name), atol=_rtol(dtype_name) * 1e-3)
-        # d sum / d values: the function is linear in the values, so a unit step is exact.
-        fin = ~np.isnan(x)  # an infinite query copies an end value: it has a values gradient
-        x64, k64, v64 = (a.astype(np.float64) for a in (x[fin], k, v))
-        fdv = np.array(
-            [np.sum(np.interp(x64, k64, v64 + e) - np.interp(x64, k64, v64 - e)) / 2 for e in np.eye(k.size)]
-        )
-        np.testing.assert_allclose(gv, fdv, rtol=_rtol(dtype_name), atol=_rtol(dtype_name) * 1e-3)
-
-
-def test_stop_keeps_x_and_values_gradients(xp: ModuleType, autodiff: AutoDiff, dtype_name: str) -> None:
-    case = CASES["exact_duplicates"]
-    exact = _grads(autodiff, xp, case, dtype_name, knot_grad="exact")
-    stop = _grads(autodiff, xp, case, dtype_name, knot_grad="stop")
-    np.testing.assert_array_equal(exact[0], stop[0])
-    np.testing.assert_array_equal(exact[2], stop[2])
-    assert np.any(exact[1] != 0) and np.all(stop[1] == 0)
-
-
-def test_min_gap_controls_what_is_a_duplicate(xp: ModuleType, autodiff: AutoDiff) -> None:
-    if not has_float64(xp):
-        pytest.skip("float64 needs JAX_ENABLE_X64=1")
-    k = np.array([0.0, 1.0, 1.0 + 1e-9, 2.0])
-    v = np.array([0.0, 1.0, 2.0, 3.0])
-    x = np.array([1.0 + 5e-10])
-
-    def gx(**kw: object) -> float:
-        return float(
-            autodiff.grad(lambda a: knotsafe.interp(a, xp.asarray(k), xp.asarray(v), **kw), [xp.asarray(x)], (0,))[0][0]
-        )
-
-    # A 1e-9 gap between knots of size 1 is genuine in float64 (default threshold ~3.6e-15).
-    assert gx() == pytest.approx(1e9, rel=1e-6)
-    assert gx(min_gap=1e-8) == 0.0
-    assert gx(min_gap=0.0) == pytest.approx(1e9, rel=1e-6)
-
-
-def test_lens_grid_breaks_plain_interp_but_not_knotsafe(xp: ModuleType, autodiff: AutoDiff, dtype_name: str) -> None:
-    """The scenario of the reference report: queries at the traced points themselves."""
-    data, _ = lens_grid(radius=1.5, sub_size=1, rotation=0.3, dtype=dtype_name)
-    k = np.sort(data[:, 0])
-    t = (np.arange(1, k.size + 1) / (k.size + 1)).astype(dtype_name)
-    args = [asarray(xp, a, dtype_name) for a in (data[:, 0], k, t)]
-    g_plain = autodiff.grad(lambda a, b, c: plain_interp(a, b, c), args, (0, 1))
-    g_safe = autodiff.grad(lambda a, b, c: knotsafe.interp(a, b, c), args, (0, 1))
-    assert max(np.max(np.abs(g)) for g in g_plain) > 1e6 or not all(np.all(np.isfinite(g)) for g in g_plain)
-    bound = (1 / (k.size + 1)) / _threshold(k) * 2
-    for g in g_safe:
-        assert np.all(np.isfinite(g)) and np.max(np.abs(g)) < bound

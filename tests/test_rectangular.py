@@ -1,4 +1,10 @@
-"""Tests for knotsafe.rectangular: layout, matrices, geometry and end-to-end gradients."""
+"""``knotsafe.rectangular`` with the default rank transform: the mesh's mappings and their layout, the
+mapping and curvature matrices, the geometry, argument checks and end-to-end gradients.
+
+References: NumPy transcriptions of PyAutoArray's mesh (here and in ``tests/_contract.py``), dense
+matrices built by loops, ``numpy.interp`` and central differences.  The mesh with
+``transform="kernel"`` is in ``tests/test_kernel_density.py``; bad data in ``tests/test_validation.py``.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,10 @@ from typing import Any
 import array_api_compat
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+import knotsafe
 from knotsafe import rectangular
 from knotsafe._lib import mesh as mesh_lib
 from knotsafe._lib.backends import registry
@@ -24,16 +33,29 @@ from knotsafe.testing import (
 )
 from tests import _support
 from tests._contract import mesh_weight_bound, pyautoarray_mappings, rank_reference
+from tests._support import (
+    AutoDiff,
+    asarray,
+    central_difference_gradient,
+    has_float64,
+    points_with_duplicate_rows,
+    small_lens_grid,
+    to_numpy,
+)
+
+FIXTURE_HYPOTHESIS = settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+def _dt(xp: ModuleType) -> str:
+    return "float64" if has_float64(xp) else "float32"
+
 
 N_MESH = 10
 RADIUS, PIXEL_SCALE, SUB = 1.5, 0.1, 2
 THETA = 1.2  # Einstein radius at which gradients are taken
 FD_STEP = 1e-9
-
-
-# ---------------------------------------------------------------------------
-# helpers
-# ---------------------------------------------------------------------------
 
 
 @functools.cache
@@ -161,9 +183,7 @@ def _theta_grad(autodiff: _support.AutoDiff, xp: ModuleType, rotation: float, **
     return float(g)
 
 
-# ---------------------------------------------------------------------------
-# mappings: layout and agreement with the reference library
-# ---------------------------------------------------------------------------
+# --- mappings: layout and agreement with the reference library ------------------------------------
 
 
 @pytest.mark.parametrize("rotation", [0.0, 0.3])
@@ -237,19 +257,79 @@ def test_indices_stay_in_range_at_and_beyond_the_data(xp: ModuleType, n: int) ->
     np.testing.assert_array_equal(idx[:4, 2], expect_bl)
 
 
+def test_mesh_index_range(xp: ModuleType) -> None:
+    data_np, _ = small_lens_grid(None, _dt(xp))
+    # Beyond the corner (smallest y, largest x): u = (0, 1), the largest flat index n * n - 1.
+    corner = np.array([[data_np[:, 0].min() - 1, data_np[:, 1].max() + 1]])
+    data, over = asarray(xp, data_np, _dt(xp)), asarray(xp, corner, _dt(xp))
+    n = 46_341  # n * n - 1 > 2**31 - 1
+    int_max = int(np.iinfo(np.int32).max)
+    info = knotsafe._lib.validation.namespace.array_namespace(data).__array_namespace_info__()
+    if info.default_dtypes()["integral"] == xp.int32:
+        with pytest.raises(ValueError, match=r"a 46341 x 46341 mesh has 2147488281 entries"):
+            rectangular.mappings_weights(n, data, over)
+    else:
+        idx, _ = rectangular.mappings_weights(n, data, over)
+        top = int(to_numpy(idx).max())
+        assert top == n * n - 1 > int_max
+
+
 def test_normalisation_uses_population_std(xp: ModuleType) -> None:
     """mu = per-axis mean, scale = min per-axis std with correction 0 (torch's default differs)."""
     _need_float64(xp)
     pts = np.array([[0.0, 1.0], [1.0, 3.0], [3.0, 2.0], [4.0, 8.0], [7.0, 1.0]])
-    mu, scale = mesh_lib.normalisation(xp, registry.hooks_for(xp), xp.asarray(pts))
+    ns = array_api_compat.array_namespace(xp.asarray(pts))  # as the public functions pass it
+    mu, scale = mesh_lib.normalisation(ns, registry.hooks_for(ns), xp.asarray(pts))
     np.testing.assert_allclose(_np(mu), pts.mean(axis=0), rtol=1e-15)
-    assert float(scale) == pytest.approx(pts.std(axis=0, ddof=0).min(), rel=1e-15)
-    assert float(scale) != pytest.approx(pts.std(axis=0, ddof=1).min(), rel=1e-3)
+    # One scale for both axes (per axis since a far larger axis gets its own std).
+    np.testing.assert_allclose(_np(scale), [pts.std(axis=0, ddof=0).min()] * 2, rtol=1e-15)
+    assert float(_np(scale)[0]) != pytest.approx(pts.std(axis=0, ddof=1).min(), rel=1e-3)
 
 
-# ---------------------------------------------------------------------------
-# mapping and curvature matrices
-# ---------------------------------------------------------------------------
+@FIXTURE_HYPOTHESIS
+@given(exponent=st.integers(-300, 300), mantissa=st.floats(1.0, 9.99))
+def test_mesh_is_scale_invariant(xp: ModuleType, exponent: int, mantissa: float) -> None:
+    """Same indices and weights for data scaled by 1e-300..1e300 (float64)."""
+    if not has_float64(xp):
+        pytest.skip("1e+-300 needs float64")
+    data, over = small_lens_grid(None, "float64")
+    factor = mantissa * 10.0**exponent
+    i0, w0 = rectangular.mappings_weights(8, asarray(xp, data), asarray(xp, over))
+    i1, w1 = rectangular.mappings_weights(8, asarray(xp, data * factor), asarray(xp, over * factor))
+    i0, w0, i1, w1 = (to_numpy(a) for a in (i0, w0, i1, w1))
+    # Scaling rounds each coordinate once (0.5 ulp), normalising adds a few ulp: the
+    # index coordinates move by at most (n - 3) * (largest rank slope) * 8 eps * max|x|.
+    s = np.sort((data - data.mean(0)) / data.std(0).min(), axis=0)
+    gaps = np.diff(s, axis=0)
+    slope = (1.0 / (data.shape[0] + 1)) / gaps[gaps > 0].min()
+    tol = 5 * slope * 8 * np.finfo(np.float64).eps * np.abs(s).max()
+    same = np.all(i0 == i1, axis=1)
+    assert same.mean() > 0.99  # rows can only change cell where the coordinate is within tol of an edge
+    np.testing.assert_allclose(w1[same], w0[same], rtol=0, atol=max(tol, 1e-12))
+
+
+def test_weighted_mesh_rows_do_not_move_when_tied_points_are_permuted(xp: ModuleType) -> None:
+    """8,000 mesh rows on tied data points: the same rows, whatever the order of the input points."""
+    dt = _dt(xp)
+    rng = np.random.default_rng(3)
+    data = np.round(rng.normal(size=(2000, 2)), 1).astype(dt)  # heavy ties on both axes
+    over = rng.normal(size=(8000, 2)).astype(dt)
+    w = rng.uniform(0.1, 2.0, 2000).astype(dt)
+    perm = rng.permutation(2000)
+    i1, w1 = rectangular.mappings_weights(20, asarray(xp, data, dt), asarray(xp, over, dt), asarray(xp, w, dt))
+    i2, w2 = rectangular.mappings_weights(
+        20, asarray(xp, data[perm], dt), asarray(xp, over, dt), asarray(xp, w[perm], dt)
+    )
+    np.testing.assert_array_equal(to_numpy(i1), to_numpy(i2))
+    # The ranks are bitwise invariant (tests/test_transforms.py); the normalisation's mean and std
+    # are sums in input order, whose rounding moves with the permutation: relative
+    # error <= N eps, times the largest rank slope of this grid (~30 cells per unit).
+    tol = 30 * 2000 * np.finfo(dt).eps
+    np.testing.assert_allclose(to_numpy(w1), to_numpy(w2), rtol=0, atol=tol)
+
+
+# --- mapping and curvature matrices ---------------------------------------------------------------
+
 
 REPEAT_IDX = np.array([[0, 0, 1, 1], [2, 2, 2, 2], [3, 1, 3, 0], [4, 4, 0, 4], [1, 2, 3, 4]])
 REPEAT_W = np.array(
@@ -283,7 +363,9 @@ def test_mapping_matrix_accumulates_repeated_indices(xp: ModuleType, dtype_name:
     assert ref[1, 2] == 1.0  # four repeats of one index add up
 
 
-@pytest.mark.skip_xp_backend("dask", reason="n_data cannot be inferred from a lazy sub_to_data (tests/test_dask.py)")
+@pytest.mark.skip_xp_backend(
+    "dask", reason="n_data cannot be inferred from a lazy sub_to_data (tests/test_scale_out.py)"
+)
 def test_mapping_matrix_averages_sub_pixels(xp: ModuleType, dtype_name: str) -> None:
     idx, w = _int_array(xp, REPEAT_IDX), _support.asarray(xp, REPEAT_W, dtype_name)
     ref_sub = _dense_reference(REPEAT_IDX, REPEAT_W, 6)
@@ -356,9 +438,7 @@ def test_curvature_matrix_gradient(autodiff: _support.AutoDiff, xp: ModuleType) 
     np.testing.assert_allclose(g, expect, rtol=tol, atol=tol)
 
 
-# ---------------------------------------------------------------------------
-# geometry
-# ---------------------------------------------------------------------------
+# --- geometry -------------------------------------------------------------------------------------
 
 
 def test_pixel_centres_and_areas(xp: ModuleType) -> None:
@@ -425,12 +505,10 @@ def test_geometry_gradients_finite(autodiff: _support.AutoDiff, xp: ModuleType) 
         assert np.abs(g).max() > 0
 
 
-# ---------------------------------------------------------------------------
-# argument checks
-# ---------------------------------------------------------------------------
+# --- argument checks ------------------------------------------------------------------------------
 
 
-@pytest.mark.skip_xp_backend("dask", reason="mixes data checks, skipped on lazy arrays (tests/test_dask.py)")
+@pytest.mark.skip_xp_backend("dask", reason="mixes data checks, skipped on lazy arrays (tests/test_scale_out.py)")
 def test_bad_arguments_raise(xp: ModuleType) -> None:
     data, over = _grids(0.0)
     d, o = xp.asarray(data), xp.asarray(over)
@@ -480,9 +558,39 @@ def test_arrays_from_two_libraries_raise() -> None:
         rectangular.mappings_weights(N_MESH, data, torch.asarray(over))
 
 
-# ---------------------------------------------------------------------------
-# end-to-end gradients with respect to the Einstein radius
-# ---------------------------------------------------------------------------
+# --- gradients ------------------------------------------------------------------------------------
+
+
+def test_mesh_gradient_wrt_mesh_weight_map(xp: ModuleType, autodiff: AutoDiff, rng: np.random.Generator) -> None:
+    """d sum(c * mesh weights) / d mesh_weight_map against central differences of the transcription."""
+    if not has_float64(xp):
+        pytest.skip("float64 needs JAX_ENABLE_X64=1 (central differences)")
+    n = 6
+    data = points_with_duplicate_rows(rng, 20)
+    over = rng.normal(size=(30, 2)) * 0.7
+    wmap = rng.uniform(0.5, 1.5, data.shape[0])
+    c = rng.normal(size=(over.shape[0], 4))
+    D, Ov, Cc = (asarray(xp, a) for a in (data, over, c))
+    idx, _ = rectangular.mappings_weights(n, D, Ov, asarray(xp, wmap))
+    ref_idx, _ = pyautoarray_mappings(n, data, over, wmap)
+    np.testing.assert_array_equal(to_numpy(idx), ref_idx)
+
+    def objective(wm: Any) -> Any:
+        return xp.sum(rectangular.mappings_weights(n, D, Ov, wm)[1] * Cc)
+
+    (g,) = autodiff.grad(objective, [asarray(xp, wmap)], (0,))
+    h = 1e-5
+    for s in (-2 * h, 2 * h):  # the steps must not move a point to another cell
+        for i in range(wmap.size):
+            e = np.zeros_like(wmap)
+            e[i] = s
+            np.testing.assert_array_equal(pyautoarray_mappings(n, data, over, wmap + e)[0], ref_idx)
+    fd, err = central_difference_gradient(
+        lambda wm: float(np.sum(pyautoarray_mappings(n, data, over, wm)[1] * c)), wmap, h
+    )
+    assert np.any(np.abs(fd) > 1e3 * err)
+    ad_err = (data.shape[0] + 3) * np.finfo(np.float64).eps * np.abs(c).sum() * np.abs(fd).max() * (n - 3)
+    assert np.all(np.abs(g - fd) <= err + ad_err), np.max(np.abs(g - fd) - err - ad_err)
 
 
 @pytest.mark.parametrize("rotation", [0.0, 0.3])
@@ -590,3 +698,48 @@ def test_jax_jit_matches_eager(xp: ModuleType) -> None:
     # XLA fuses the arithmetic differently under jit: values agree to rounding.
     eps = float(np.finfo(np.asarray(m).dtype).eps)
     np.testing.assert_allclose(np.asarray(m_jit), np.asarray(m), rtol=0, atol=16 * eps)
+
+
+@pytest.mark.parametrize("transform", ["rank", "kernel"])
+def test_mesh_object_gives_the_functions_results_bitwise(xp: ModuleType, transform: str) -> None:
+    """One Mesh answers mappings_weights, pixel_centres and pixel_areas exactly as the three functions do."""
+    rng = np.random.default_rng(3)
+    data = np.round(rng.normal(size=(60, 2)), 1)  # ties
+    over = data + rng.normal(scale=0.05, size=data.shape)
+    weights = rng.uniform(0.5, 2.0, size=60)
+    args = (7, xp.asarray(data))
+    opts = {"transform": transform}
+    mesh = rectangular.Mesh(*args, xp.asarray(over), xp.asarray(weights), **opts)
+    want_idx, want_w = rectangular.mappings_weights(*args, xp.asarray(over), xp.asarray(weights), **opts)
+    got_idx, got_w = mesh.mappings_weights()
+    np.testing.assert_array_equal(_support.to_numpy(got_idx), _support.to_numpy(want_idx))
+    np.testing.assert_array_equal(_support.to_numpy(got_w), _support.to_numpy(want_w))
+    centres = rectangular.pixel_centres(*args, xp.asarray(weights), **opts)
+    areas = rectangular.pixel_areas(*args, xp.asarray(weights), **opts)
+    np.testing.assert_array_equal(_support.to_numpy(mesh.pixel_centres()), _support.to_numpy(centres))
+    np.testing.assert_array_equal(_support.to_numpy(mesh.pixel_areas()), _support.to_numpy(areas))
+    assert mesh.source_grid_size == 7
+
+
+def test_mesh_object_sorts_the_data_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The transforms (one sort per column) are built on first use and shared by every method."""
+    built = []
+    real = mesh_lib.rank_transform
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        built.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mesh_lib, "rank_transform", counting)
+    data = np.random.default_rng(4).normal(size=(40, 2))
+    mesh = rectangular.Mesh(5, data, data)
+    mesh.mappings_weights()
+    mesh.pixel_centres()
+    mesh.pixel_areas()
+    assert len(built) == 1
+
+
+def test_mesh_object_without_over_sampled_grid_names_it() -> None:
+    data = np.random.default_rng(5).normal(size=(30, 2))
+    with pytest.raises(TypeError, match="data_grid_over_sampled"):
+        rectangular.Mesh(5, data).mappings_weights()

@@ -43,9 +43,11 @@ def interp(
         Query points (real).
     knots : array, shape (N,)
         Knot positions (real), N >= 1.  Non-decreasing unless ``period`` is
-        given; duplicates are allowed.  On concrete (not traced) arrays, NaN or
-        decreasing knots raise ValueError; under tracing they are not checked
-        and, as with ``numpy.interp``, give meaningless values.
+        given; duplicates are allowed.  On concrete arrays NaN or decreasing
+        knots (with ``period``, NaN or infinite knots) raise ValueError; where
+        the data cannot be read (``jax.jit`` and other tracing, lazy Dask
+        arrays, ``torch.func.vmap``, ``torch.compile``) they are not checked
+        and every output is NaN instead.
     values : array, shape (N,)
         Function values at the knots, real or complex.  Complex values give a
         complex result whose real and imaginary parts are the interpolations
@@ -53,7 +55,7 @@ def interp(
     left, right : number, optional
         Values for ``x < knots[0]`` and ``x > knots[-1]``; default
         ``values[0]`` and ``values[-1]``.  Complex only with complex
-        ``values``.  Constants: no gradient flows into them.  Ignored when
+        ``values``; a string or a boolean is a TypeError.  Constants: no gradient flows into them.  Ignored when
         ``period`` is given.
     period : float, optional
         Period of the knots: queries and knots are reduced modulo
@@ -93,7 +95,8 @@ def interp(
     TypeError
         Arrays from two libraries; complex ``x`` or ``knots``; complex
         ``left``/``right`` with real ``values``; non-numeric
-        ``left``/``right``/``min_gap``/``period``.
+        ``left``/``right``/``min_gap``/``period`` (strings and booleans
+        included); a sparse or nested tensor (the message names it).
 
     Notes
     -----
@@ -101,9 +104,14 @@ def interp(
 
     * ``d/dx`` is the slope of the bin numpy uses, ``[knots[j],
       knots[j+1])`` with ``knots[j] <= x < knots[j+1]``; 0 outside
-      ``[knots[0], knots[-1])`` and in duplicate bins (gap ``<= min_gap``).
+      ``[knots[0], knots[-1])``, in duplicate bins (gap ``<= min_gap``)
+      and in bins without a finite slope (an infinite knot, an infinite
+      or NaN value): every partial is finite, so forward and reverse mode
+      agree and a masked output adds nothing to a gradient.
     * ``d/dvalues`` are the barycentric weights ``1 - w`` and ``w``,
-      ``w = (x - knots[j]) / (knots[j+1] - knots[j])``, in every bin.
+      ``w = (x - knots[j]) / (knots[j+1] - knots[j])``, in every bin (in a
+      bin from a ``-inf`` knot ``w = 1``, and 0 at ``x = -inf``: the value
+      numpy returns there).
     * ``d/dknots`` are ``-slope * (1 - w)`` and ``-slope * w`` (zero in
       duplicate bins and under ``knot_grad="stop"``).
     * NaN queries give NaN values and zero gradients, except with a single
@@ -136,6 +144,8 @@ def interp(
     >>> interp(np.array([-45.0, 315.0, 45.0]), np.array([0.0, 90.0, 180.0, 270.0]), np.arange(4.0), period=360)
     array([1.5, 1.5, 0.5])
     """
+    for name, scalar in (("left", left), ("right", right), ("period", period)):
+        _namespace.reject_non_number(name, scalar)
     xp_, arrays = _namespace.resolve({"x": x, "knots": knots, "values": values}, xp)
     _namespace.check_knot_grad(knot_grad)
     gap = _namespace.check_min_gap(min_gap)
@@ -167,25 +177,31 @@ def interp(
     vdtype = xp_.result_type(comp, values.dtype) if is_complex else comp
     x, knots = (xp_.astype(a, comp, copy=False) for a in (x, knots))
     values = xp_.astype(values, vdtype, copy=False)
-    if per is None:
-        if knots.shape[0] > 1 and _checks.fails(xp_, knots[1:] >= knots[:-1]):
-            raise ValueError("`knots` must be non-decreasing and free of NaN")
-    else:
-        if _checks.fails(xp_, xp_.isfinite(knots)):
-            raise ValueError("`knots` must be finite (no NaN or inf) when `period` is given")
-        x, knots, values = sig.wrap_periodic(xp_, x, knots, values, per)
-
+    # Unreadable knots (under tracing, lazy Dask) are not checked: `bad` is the
+    # unread verdict, and a True one makes every output NaN (a binary search on
+    # unsorted knots finds no meaningful bin for any query).
     hooks = hooks_for(xp_)
+    # One block (Dask): the shifted comparison of chunked knots would rechunk them once more.
+    whole = hooks.consolidate(knots)
+    if per is None:
+        # A NaN fails every comparison: with two knots or more it breaks the order.
+        ordered = whole[1:] >= whole[:-1] if knots.shape[0] > 1 else ~xp_.isnan(whole)
+        bad = _checks.check_all(xp_, ordered, "`knots` must be non-decreasing and free of NaN")
+    else:
+        bad = _checks.check_all(
+            xp_, xp_.isfinite(whole), "`knots` must be finite (no NaN or inf) when `period` is given"
+        )
+        x, knots, values = sig.wrap_periodic(xp_, x, knots, values, per)
 
     def kernel(v: Array, lo: float | None, hi: float | None) -> Array:
         return interpolate(xp_, hooks, x, knots, v, left=lo, right=hi, knot_grad=knot_grad, min_gap=gap)
 
     if not is_complex:
-        return xp_.astype(kernel(values, lo, hi), dtype, copy=False)  # type: ignore[arg-type]
+        return _checks.poison(xp_, bad, xp_.astype(kernel(values, lo, hi), dtype, copy=False))  # type: ignore[arg-type]
     re = kernel(xp_.real(values), *(None if s is None else s[0] for s in (lo, hi)))  # type: ignore[index]
     im = kernel(xp_.imag(values), *(None if s is None else s[1] for s in (lo, hi)))  # type: ignore[index]
     if knots.shape[0] > 1:
         # numpy's complex loop returns NaN + 0j for a NaN query (its one-knot
         # loop copies the value, as the kernel does).
         im = xp_.where(xp_.isnan(x), xp_.zeros_like(im), im)
-    return xp_.astype(sig.combine(xp_, re, im, vdtype), out_complex, copy=False)
+    return _checks.poison(xp_, bad, xp_.astype(sig.combine(xp_, re, im, vdtype), out_complex, copy=False))

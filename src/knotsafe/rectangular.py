@@ -54,6 +54,17 @@ def _positive_int(name: str, value: Any) -> int:
     return _namespace.check_integer(name, value, 1)
 
 
+def _too_large(xp: ModuleType, name: str, grid: Array) -> tuple[Array, str]:
+    """The condition "some entry beyond a quarter of the dtype's largest value" and its message.
+
+    Below it ``point - mean`` cannot overflow (the mean lies within the data's
+    range); above it the normalisation could turn finite points into inf.
+    """
+    limit = float(xp.finfo(grid.dtype).max) / 4
+    message = f"`{name}` has values beyond {limit:.4g} in magnitude, where the mesh normalisation overflows; rescale it"
+    return xp.max(xp.abs(grid)) > limit, message
+
+
 def _mesh_inputs(
     source_grid_size: Any,
     data_grid: Array,
@@ -89,11 +100,19 @@ def _mesh_inputs(
     data = xp_.astype(grids["data_grid"], comp, copy=False)
     spread = xp_.max(data, axis=0) - xp_.min(data, axis=0)
     zero_spread = (xp_.min(spread) > 0, "`data_grid` must have a non-zero spread along both axes")
-    verdicts = [_checks.check_finite_points(xp_, "data_grid", data, [(~zero_spread[0], zero_spread[1])])]
+    verdicts = [
+        _checks.check_finite_points(
+            xp_, "data_grid", data, [(~zero_spread[0], zero_spread[1]), _too_large(xp_, "data_grid", data)]
+        )
+    ]
     over = grids.get("data_grid_over_sampled")
     if over is not None:
         over = xp_.astype(over, comp, copy=False)
-        verdicts.append(_checks.check_finite_points(xp_, "data_grid_over_sampled", over))
+        verdicts.append(
+            _checks.check_finite_points(
+                xp_, "data_grid_over_sampled", over, [_too_large(xp_, "data_grid_over_sampled", over)]
+            )
+        )
     weights = arrs.get("mesh_weight_map")
     if weights is not None:
         _dtypes.result_dtype(xp_, {"mesh_weight_map": weights})
@@ -215,10 +234,12 @@ def mappings_weights(
     against the array API.
 
     1. Normalise: ``mu`` = per-axis mean of ``data_grid``, ``scale`` = the
-       smaller of the two per-axis population standard deviations (computed
-       on the data divided by a power of two near ``max|data_grid|``, so
-       data of any scale from 1e-300 to 1e300 gives the same mesh to
-       rounding).
+       smaller of the two per-axis population standard deviations (each
+       computed on its axis divided by a power of two near the axis's
+       largest magnitude, so each axis may have any scale from 1e-300 to
+       1e300 and the mesh is the same to rounding; an axis whose std is more
+       than 2**32 times the other's is divided by its own std instead, which
+       changes only the rounding).
     2. Build the rank transforms of the normalised ``data_grid`` (weighted by
        ``mesh_weight_map`` if given) with :func:`knotsafe.create_transforms`.
     3. Transform the normalised over-sampled grid to ``u`` in ``[0, 1]^2`` and
@@ -254,7 +275,8 @@ def mappings_weights(
         ``n * n`` pixels.
     data_grid : array, shape (N, 2)
         Traced (y, x) source-plane points that define the normalisation and
-        the rank transforms; finite, with non-zero spread on both axes.
+        the rank transforms; finite, with non-zero spread on both axes, and
+        within a quarter of the dtype's largest value (float64: 4.49e307).
     data_grid_over_sampled : array, shape (K, 2)
         Traced (y, x) points to map onto the mesh (typically the sub-pixels
         of ``data_grid``); finite.
@@ -288,8 +310,9 @@ def mappings_weights(
     Raises
     ------
     ValueError
-        Grids not of shape (N, 2) / (K, 2) or not finite; ``data_grid`` with
-        zero spread; ``mesh_weight_map`` of the wrong shape, negative, NaN,
+        Grids not of shape (N, 2) / (K, 2), not finite or with values beyond
+        a quarter of the dtype's largest value; ``data_grid`` with zero
+        spread; ``mesh_weight_map`` of the wrong shape, negative, NaN,
         inf or all zero; ``source_grid_size < 3``, or ``n * n`` beyond the
         default integer dtype (int32 on JAX without x64: ``n >= 46341``);
         bad ``knot_grad``/``min_gap``.  Data checks run on concrete arrays
@@ -333,7 +356,14 @@ def mappings_weights(
 
 def _checked_pairs(
     xp: ModuleType, indices: Array, weights: Array, n_pixels: int, *, index_name: str = "indices"
-) -> tuple[Array, Array]:
+) -> tuple[Array, Array, Array | None]:
+    """``(indices, weights, bad_rows)``: checked on concrete arrays (``bad_rows`` None).
+
+    Where the indices cannot be read (under tracing), an out-of-range index
+    would be dropped or wrapped by the scatter and give a plausible matrix:
+    it is read as 0 instead, and ``bad_rows`` (K,) marks its row, for the
+    caller to make NaN.
+    """
     if indices.ndim != 2:
         raise ValueError(f"`{index_name}` must be 2-D (K, C), got shape {tuple(indices.shape)}")
     if tuple(weights.shape) != tuple(indices.shape):
@@ -344,9 +374,17 @@ def _checked_pairs(
         raise TypeError(f"`{index_name}` must be an integer array, got dtype {indices.dtype}")
     if not xp.isdtype(weights.dtype, "real floating"):
         raise TypeError(f"`weights` must be a real floating array, got dtype {weights.dtype}")
-    if _checks.fails(xp, (indices >= 0) & (indices < n_pixels)):
-        raise ValueError(f"`{index_name}` must lie in [0, n_pixels) = [0, {n_pixels})")
-    return indices, weights
+    in_range = (indices >= 0) & (indices < n_pixels)
+    if _checks.check_all(xp, in_range, f"`{index_name}` must lie in [0, n_pixels) = [0, {n_pixels})") is None:
+        return indices, weights, None
+    return xp.where(in_range, indices, xp.zeros_like(indices)), weights, ~xp.all(in_range, axis=1)
+
+
+def _nan_rows(xp: ModuleType, bad_rows: Array | None, matrix: Array) -> Array:
+    """``matrix`` with the rows flagged by ``bad_rows`` (or None) all NaN."""
+    if bad_rows is None:
+        return matrix
+    return xp.where(bad_rows[:, None], xp.full_like(matrix, float("nan")), matrix)
 
 
 def mapping_matrix(
@@ -394,8 +432,10 @@ def mapping_matrix(
     ------
     ValueError
         Shapes that disagree; indices outside ``[0, n_pixels)`` or
-        ``sub_to_data`` outside ``[0, n_data)`` (concrete arrays); a result
-        too large for the index dtype.
+        ``sub_to_data`` outside ``[0, n_data)`` (concrete arrays; where they
+        cannot be read, under tracing, a row with an index out of range is
+        NaN, and a ``sub_to_data`` entry out of range makes every entry NaN);
+        a result too large for the index dtype.
     TypeError
         Non-integer ``indices``/``sub_to_data``, non-floating ``weights``,
         bad ``n_pixels``/``n_data``, ``n_data`` without ``sub_to_data``.
@@ -411,7 +451,7 @@ def mapping_matrix(
     """
     n_pix = _positive_int("n_pixels", n_pixels)
     xp_, arrs = _namespace.resolve({"indices": indices, "weights": weights, "sub_to_data": sub_to_data}, xp)
-    idx, w = _checked_pairs(xp_, arrs["indices"], arrs["weights"], n_pix)
+    idx, w, bad_rows = _checked_pairs(xp_, arrs["indices"], arrs["weights"], n_pix)
     hooks = hooks_for(xp_)
     k = idx.shape[0]
     dev = compat.device(w)
@@ -421,6 +461,7 @@ def mapping_matrix(
         n_rows = k
         rows = xp_.arange(k, dtype=idx.dtype, device=dev)
         src = w
+        bad_all = None
     else:
         s2d = arrs["sub_to_data"]
         if s2d.ndim != 1 or s2d.shape[0] != k:
@@ -433,14 +474,21 @@ def mapping_matrix(
             n_rows = int(xp_.max(s2d)) + 1
         else:
             n_rows = _positive_int("n_data", n_data)
-        if _checks.fails(xp_, (s2d >= 0) & (s2d < n_rows)):
-            raise ValueError(f"`sub_to_data` must lie in [0, n_data) = [0, {n_rows})")
+        s2d_in_range = (s2d >= 0) & (s2d < n_rows)
+        bad_all = _checks.check_all(xp_, s2d_in_range, f"`sub_to_data` must lie in [0, n_data) = [0, {n_rows})")
+        if bad_all is not None:
+            # Unread: an entry out of range belongs to no known data row, so nothing is right.
+            s2d = xp_.where(s2d_in_range, s2d, xp_.zeros_like(s2d))
         rows = xp_.astype(s2d, idx.dtype)
         counts = hooks.scatter_add(xp_, n_rows, rows, xp_.ones((k,), dtype=w.dtype, device=dev))
         inv = 1.0 / xp_.where(counts > 0, counts, xp_.ones_like(counts))
         src = w * xp_.take(inv, rows)[:, None]
+        if bad_rows is not None:
+            # A data row averaging a row with a bad index is NaN.
+            bad_rows = hooks.scatter_add(xp_, n_rows, rows, xp_.astype(bad_rows, w.dtype)) > 0
     _dtypes.check_index_range(xp_, idx.dtype, n_rows * n_pix, "the mapping matrix")
-    return scatter_matrix(xp_, hooks, rows[:, None] * n_pix + idx, src, (n_rows, n_pix))
+    matrix = scatter_matrix(xp_, hooks, rows[:, None] * n_pix + idx, src, (n_rows, n_pix))
+    return _checks.poison(xp_, bad_all, _nan_rows(xp_, bad_rows, matrix))
 
 
 def curvature_matrix(
@@ -482,7 +530,9 @@ def curvature_matrix(
     ------
     ValueError
         Shapes that disagree; indices outside ``[0, n_pixels)`` (concrete
-        arrays); ``n_pixels**2`` too large for the index dtype.
+        arrays; where they cannot be read, under tracing, such an index
+        makes every entry NaN); ``n_pixels**2`` too large for the index
+        dtype.
     TypeError
         Non-integer ``indices``, non-floating ``weights``/``noise_weights``,
         bad ``n_pixels``.
@@ -495,7 +545,7 @@ def curvature_matrix(
     """
     n_pix = _positive_int("n_pixels", n_pixels)
     xp_, arrs = _namespace.resolve({"indices": indices, "weights": weights, "noise_weights": noise_weights}, xp)
-    idx, w = _checked_pairs(xp_, arrs["indices"], arrs["weights"], n_pix)
+    idx, w, bad_rows = _checked_pairs(xp_, arrs["indices"], arrs["weights"], n_pix)
     k = idx.shape[0]
     prod = w[:, :, None] * w[:, None, :]
     if noise_weights is not None:
@@ -507,7 +557,9 @@ def curvature_matrix(
         prod = prod * nw[:, None, None]
     _dtypes.check_index_range(xp_, idx.dtype, n_pix * n_pix, "the curvature matrix")
     keys = idx[:, :, None] * n_pix + idx[:, None, :]
-    return scatter_matrix(xp_, hooks_for(xp_), keys, prod, (n_pix, n_pix))
+    curvature = scatter_matrix(xp_, hooks_for(xp_), keys, prod, (n_pix, n_pix))
+    # A row with a bad index adds to pixel pairs it does not belong to: nothing is right.
+    return _checks.poison(xp_, None if bad_rows is None else xp_.any(bad_rows), curvature)
 
 
 # --------------------------------------------------------------------------

@@ -52,28 +52,44 @@ class MeshInputs:
     n_knots: int | None = 64
 
 
-def normalisation(xp: ModuleType, hooks: BackendHooks, data_grid: Array) -> tuple[Array, Array]:
-    """``mu`` (2,) = per-axis mean and ``scale`` = the smaller population std.
+#: A column whose std exceeds the smallest one by more than this factor is
+#: normalised by its own std (see :func:`normalisation`).
+SCALE_RATIO_LIMIT = 2.0**32
 
-    Computed on ``data_grid / unit`` with ``unit`` the power of two at or
-    below ``max|data_grid|`` and scaled back: the sums and squares of the
-    mean and standard deviation then neither overflow (data of 1e300) nor
-    underflow (data of 1e-300), and because dividing by a power of two is
-    exact, ``mu`` and ``scale`` are bitwise those of the direct formula
-    wherever that does not overflow.  ``unit`` is piecewise constant in the
-    data and carries no gradient.  ``correction=0`` is explicit:
+
+def normalisation(xp: ModuleType, hooks: BackendHooks, data_grid: Array) -> tuple[Array, Array]:
+    """``mu`` (2,) = per-axis mean and ``scale`` (2,), per axis, normalising ``(data - mu) / scale``.
+
+    PyAutoArray's normalisation divides both axes by one number, the smaller
+    population std; so does this one (``scale[0] == scale[1]``) unless one
+    axis's std is more than :data:`SCALE_RATIO_LIMIT` times the other's:
+    that axis is then divided by its own std, since the smaller std would
+    blow it up towards overflow (axes of 1e300 and 1e-300).  The mesh does
+    not depend on this choice (a rank or kernel CDF of one axis is the same
+    for any positive scale of it), only its rounding does.
+
+    Each axis's mean and std are computed on the axis divided by
+    ``unit``, the power of two at or below its largest magnitude, and scaled
+    back: the sums and squares then neither overflow (data of 1e300) nor
+    underflow (data of 1e-300), whatever the other axis's scale, and because
+    dividing by a power of two is exact, ``mu`` and the stds are bitwise
+    those of the direct formula wherever that does not overflow or
+    underflow.  ``unit`` is piecewise constant in the data and carries no
+    gradient, nor does the choice of scale.  ``correction=0`` is explicit:
     ``torch.std`` defaults to the sample std.
     """
-    amax = hooks.stop_gradient(xp.max(xp.abs(data_grid)))
+    amax = hooks.stop_gradient(xp.max(xp.abs(data_grid), axis=0))
     # full_like, not asarray(..., device=...): under jax.jit a fixed device would pin the result to
     # one device and clash with sharded inputs.
     unit = xp.pow(xp.full_like(amax, 2.0), xp.floor(xp.log2(amax)))
-    # All-zero data (rejected on concrete arrays) or flushed subnormals: no rescaling.
+    # An all-zero axis (rejected on concrete arrays) or flushed subnormals: no rescaling.
     unit = xp.where(xp.isfinite(unit) & (unit > 0), unit, xp.ones_like(unit))
     unit_data = data_grid / unit
     mu = xp.mean(unit_data, axis=0) * unit
-    scale = xp.min(xp.std(unit_data, axis=0, correction=0)) * unit
-    return mu, scale
+    std = xp.std(unit_data, axis=0, correction=0) * unit
+    common = xp.min(std)
+    own = std / SCALE_RATIO_LIMIT > common  # no overflow: std is finite
+    return mu, xp.where(own, std, xp.broadcast_to(common, std.shape))
 
 
 class MeshState:

@@ -34,6 +34,18 @@ knots: every derivative of any order with respect to the knots is 0.
 
 Outside ``[knots[0], knots[-1])`` the output is a constant (``left``,
 ``right`` or an end value): only the end value it copies gets weight 1.
+
+A bin without a finite slope has no derivative with respect to ``x`` or the
+knots either: a bin touching an infinite knot (numpy's value there is
+constant), and a bin whose slope is infinite or NaN (an infinite or NaN
+value, or a rise that overflows; numpy's value there is inf, NaN or a
+constant end value).  ``d/dx`` and ``d/dknots`` are 0 there and the value
+weights are those of numpy's value: ``(1 - w, w)`` with ``w = (x - k0) / (k1
+- k0)`` where that is a number, and in a bin from a ``-inf`` knot ``w = 1``
+(numpy's value is ``f1``), except at ``x = -inf`` itself, ``w = 0`` (numpy's
+value is ``f0``).  So every partial is finite whatever the inputs: forward
+and reverse mode agree, and an output that a loss masks (zero cotangent)
+adds nothing to any gradient, also when the output itself is inf or NaN.
 """
 
 from __future__ import annotations
@@ -302,7 +314,8 @@ class InterpRule:
         # lie in [0, 1] for any gap.  Those weights are constants there (their
         # derivatives, of order 1/gap, are the slope's, which the rule drops),
         # so every second derivative in a duplicate bin is 0.  A bin touching
-        # an infinite knot (gap inf or NaN) is treated as a duplicate too.
+        # an infinite knot (gap inf or NaN), or with an infinite or NaN slope,
+        # is treated as a duplicate too.
         if first_order:
             need_x, need_k, need_v = needs
             dx = a0 = a1 = None
@@ -310,20 +323,39 @@ class InterpRule:
                 # A genuine gap is > threshold >= 0, so there safe_gap == gap and
                 # the forward's slope is rise / gap: the same values as the
                 # guarded divisions below, which only differentiability needs.
-                genuine = inside & (fwd.gap > self.threshold(knots)) & (fwd.gap < math.inf)
-                dx = xp.where(genuine, fwd.slope, zero)
+                dx = xp.where(self._genuine(knots, inside, fwd), fwd.slope, zero)
             if need_k or need_v:
-                a0, a1 = self._weights(xp.where(inside, fwd.d0 / fwd.safe_gap, zero), inside, fwd, zero)
+                a0, a1 = self._weights(xp.where(inside, self._flat_weight(x, k0, fwd), zero), inside, fwd, zero)
             return fwd.out, self.partials(j, dx, a0, a1)
-        genuine = inside & (fwd.gap > self.threshold(knots)) & (fwd.gap < math.inf)
-        dx = self.hooks.safe_slope(xp, fwd.rise, fwd.gap, genuine)
-        # Double where: the differentiable division only ever sees genuine gaps.
+        # Double where: the differentiable divisions only ever see genuine bins
+        # (finite rise, offset and gap), so no branch of any order is inf/NaN.
+        genuine = self._genuine(knots, inside, fwd)
+        dx = self.hooks.safe_slope(xp, xp.where(genuine, fwd.rise, zero), fwd.gap, genuine)
         one = xp.ones_like(x)
-        w_genuine = fwd.d0 / xp.where(genuine, fwd.gap, one)
-        w = xp.where(genuine, w_genuine, self.hooks.stop_gradient(fwd.d0 / fwd.safe_gap))
+        w_genuine = xp.where(genuine, fwd.d0, zero) / xp.where(genuine, fwd.gap, one)
+        w = xp.where(genuine, w_genuine, self.hooks.stop_gradient(self._flat_weight(x, k0, fwd)))
         w = xp.where(inside, w, zero)
         a0, a1 = self._weights(w, inside, fwd, zero)
         return fwd.out, self.partials(j, dx, a0, a1)
+
+    def _genuine(self, knots: Array, inside: Array, fwd: _Forward) -> Array:
+        """In-range queries in a bin with a slope: a gap above the threshold, finite,
+        and a finite slope (the others: see the module docstring)."""
+        gap = fwd.gap
+        return inside & (gap > self.threshold(knots)) & (gap < math.inf) & self.xp.isfinite(fwd.slope)
+
+    def _flat_weight(self, x: Array, k0: Array, fwd: _Forward) -> Array:
+        """The in-bin weight ``w`` of numpy's value, for any bin (finite for in-range queries).
+
+        ``(x - k0) / gap`` is NaN only in a bin from a ``-inf`` knot (``inf / inf``,
+        or ``x - k0 = NaN`` at ``x = -inf``).  numpy's value there is ``f1`` (its
+        retry from the upper knot), and ``f0`` at ``x == k0 == -inf``: the
+        weight is 1, and 0 at ``x == k0``, the mirror image of a bin to a
+        ``+inf`` knot (``w = (x - k0) / inf = 0``, value ``f0``).
+        """
+        xp = self.xp
+        w = fwd.d0 / fwd.safe_gap
+        return xp.where(xp.isnan(w), xp.astype(x != k0, w.dtype), w)
 
     def _weights(self, w: Array, inside: Array, fwd: _Forward, zero: Array) -> tuple[Array, Array]:
         """``(a0, a1)``, the value weights, from the in-bin weight ``w``."""

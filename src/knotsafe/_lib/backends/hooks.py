@@ -11,7 +11,7 @@ imports no framework and nothing else from knotsafe at run time.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from types import ModuleType
 from typing import Any
 
@@ -79,6 +79,13 @@ def generic_erf(xp: Namespace, x: Array) -> Array:
     return _special.erf(xp, x)
 
 
+#: The hooks every backend has (defaults above); None is not one of their values.
+_REQUIRED_HOOKS = frozenset(
+    ("stop_gradient", "safe_slope", "searchsorted", "take", "scatter_add", "is_concrete", "erf", "consolidate")
+)
+#: The hooks that may be None (no native version: knotsafe's own is used).
+_OPTIONAL_HOOKS = frozenset(("forward", "linearize", "complex_parts", "layout_problem"))
+
 #: ``(rule, x, knots, values) -> out``; ``rule`` is a :class:`knotsafe._lib.rule.InterpRule`, which
 #: carries these hooks (this module sits below the rule and does not import it).
 Linearize = Callable[[Any, Array, Array, Array], Array]
@@ -145,6 +152,12 @@ class BackendHooks:
         beside an infinite or NaN imaginary part.  None (the default): the
         library's complex subtraction keeps the parts apart, as NumPy's and
         JAX's do.
+    layout_problem
+        Optional ``a -> str | None``: why an array of this library cannot be
+        computed on (a sparse or nested tensor), worded to follow "`name`
+        is", or None for an ordinary dense array.  The public functions call
+        it on every array argument and raise a TypeError naming the argument.
+        None (the default): every array of the library is accepted.
     extras
         Free-form data for a backend's own use; knotsafe never reads it.
     """
@@ -162,7 +175,20 @@ class BackendHooks:
     erf: Callable[[Namespace, Array], Array] = generic_erf
     consolidate: Callable[[Array], Array] = _identity
     complex_parts: Callable[[Namespace, Array, Array, Any], Array] | None = None
+    layout_problem: Callable[[Array], str | None] | None = None
     extras: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        # A hook left as None (or any non-callable) would fail only when a call
+        # first needs it, with "'NoneType' object is not callable".
+        if not isinstance(self.name, str) or not self.name:
+            raise TypeError(f"BackendHooks: `name` must be a non-empty string, got {self.name!r}")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in _REQUIRED_HOOKS and not callable(value):
+                raise TypeError(f"BackendHooks({self.name!r}): `{f.name}` must be callable, got {value!r}")
+            if f.name in _OPTIONAL_HOOKS and value is not None and not callable(value):
+                raise TypeError(f"BackendHooks({self.name!r}): `{f.name}` must be callable or None, got {value!r}")
 
     def replace(self, **changes: Any) -> BackendHooks:
         """Return a copy with some hooks replaced (for wrappers and tests)."""

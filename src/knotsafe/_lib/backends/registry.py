@@ -77,10 +77,27 @@ _cache: dict[int, tuple[Namespace, BackendHooks]] = {}
 _entry_points_seen: set[str] = set()
 
 
+#: array_api_compat wraps NumPy, PyTorch, CuPy and Dask in namespaces named after them under this prefix.
+_COMPAT_PREFIX = "array_api_compat."
+
+
+def _module_names(xp: Namespace) -> tuple[str, ...]:
+    """``xp.__name__``, and the library's own module name for an array_api_compat wrapper."""
+    mod = getattr(xp, "__name__", "")
+    return (mod, mod.removeprefix(_COMPAT_PREFIX)) if mod.startswith(_COMPAT_PREFIX) else (mod,)
+
+
 def _name_matcher(name: str) -> Callable[[Namespace], bool]:
+    # The namespace of NumPy arrays is array_api_compat.numpy, not numpy: a
+    # name matches the wrapper of the library it names ("numpy", "torch",
+    # "dask" or "dask.array"), and a built-in's name whatever the built-in
+    # matches, so registering under it replaces the built-in.
+    builtin = next((e.matches for e in _BUILTINS if e.name == name), None)
+
     def matches(xp: Namespace) -> bool:
-        mod = getattr(xp, "__name__", "")
-        return mod == name or mod.startswith(name + ".")
+        if builtin is not None and builtin(xp):
+            return True
+        return any(mod == name or mod.startswith(name + ".") for mod in _module_names(xp))
 
     return matches
 
@@ -97,7 +114,12 @@ def register(
     ----------
     name
         The backend's name; by default it also selects the namespace: a
-        namespace whose ``__name__`` is ``name`` or starts with ``name + "."``.
+        namespace whose ``__name__`` is ``name`` or starts with ``name + "."``,
+        also after the prefix ``array_api_compat.`` of the namespaces that
+        wrap NumPy, PyTorch, CuPy and Dask (so ``"numpy"``, ``"torch"``,
+        ``"dask"`` and ``"dask.array"`` select their library).  The name of
+        a built-in backend (see :func:`registered`) selects what the
+        built-in does: registering under it replaces the built-in.
     hooks
         A :class:`BackendHooks`, or a zero-argument callable building one on
         first use (so the framework is imported only when needed).
@@ -144,8 +166,9 @@ def _load_entry_point(xp: Namespace) -> None:
     if not mod or mod in _entry_points_seen:
         return
     _entry_points_seen.add(mod)
+    names = _module_names(xp)
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name == mod:
+        if ep.name in names:
             register(ep.name, ep.load())
 
 

@@ -155,6 +155,16 @@ def _complex_parts(xp: Any, re: Any, im: Any, dtype: Any) -> Any:
     return torch.complex(re, im)
 
 
+def _layout_problem(a: Any) -> str | None:
+    # Sparse and nested tensors lack the strided operations the rule uses
+    # (reshape, as_strided); say so before any of them fails inside.
+    if a.is_nested:
+        return "a nested tensor; pass a regular (strided) tensor"
+    if a.layout != torch.strided:
+        return f"a tensor of layout {a.layout}; pass a dense (strided) tensor, e.g. `.to_dense()`"
+    return None
+
+
 def _is_concrete(a: Any) -> bool:
     # Reading values under torch.compile would break the graph.
     return not torch.compiler.is_compiling()
@@ -172,4 +182,5 @@ def make_hooks() -> BackendHooks:
         erf=_erf,
         is_concrete=_is_concrete,
         complex_parts=_complex_parts,
+        layout_problem=_layout_problem,
     )

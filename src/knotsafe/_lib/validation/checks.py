@@ -49,6 +49,22 @@ def fails(xp: ModuleType, condition: Array) -> bool:
     return read_verdict(xp, verdict) == 0
 
 
+def check_all(xp: ModuleType, condition: Array, message: str) -> Array | None:
+    """Raise ``ValueError(message)`` when ``condition`` is not true everywhere (one read).
+
+    Returns None when checked, or the unread 0-d boolean "bad data" verdict
+    where the data cannot be read (under tracing, on lazy arrays), for
+    :func:`poison`.
+    """
+    ok = xp.all(condition)
+    found = read_verdict(xp, xp.astype(ok, default_int(xp, ok)))
+    if found is None:
+        return ~ok
+    if found == 0:
+        raise ValueError(message)
+    return None
+
+
 def check_rows(
     xp: ModuleType,
     name: str,
@@ -154,4 +170,5 @@ def poison(xp: ModuleType, bad: Array | None, out: Array) -> Array:
     """``out``, or NaN everywhere if the unread verdict ``bad`` is True (under tracing)."""
     if bad is None:
         return out
-    return xp.where(bad, xp.full_like(out, float("nan")), out)
+    # A 0-d NaN on the verdict's device, broadcast by `where` (on Dask, no NaN chunk per output chunk).
+    return xp.where(bad, xp.full_like(bad, float("nan"), dtype=out.dtype), out)

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import array_api_compat as compat
 
+from knotsafe._lib.backends.registry import hooks_for
 from knotsafe._lib.rule import KNOT_GRAD_MODES
 
 Array = Any
@@ -140,6 +141,7 @@ def resolve(arrays: dict[str, Any], xp: Any = None) -> tuple[ModuleType, dict[st
                 f"arrays from two libraries in one call: `{arg1}` is a {lib1} array and `{arg2}` is a {lib2} array"
             )
         ns = array_namespace(*array_args.values())
+    _check_layouts(ns, {k: a for k, a in array_args.items() if array_namespace(a) is ns})
     out = {}
     for name, a in present.items():
         if name in array_args and array_namespace(a) is ns:
@@ -152,6 +154,34 @@ def resolve(arrays: dict[str, Any], xp: Any = None) -> tuple[ModuleType, dict[st
     return ns, out
 
 
+def is_boolean(value: Any) -> bool:
+    """A Python, NumPy or array boolean: a mistake where a number is meant (``float(True)`` is 1.0)."""
+    if isinstance(value, bool):
+        return True
+    dtype = getattr(value, "dtype", None)
+    return dtype is not None and str(dtype).removeprefix("torch.") == "bool"
+
+
+def reject_non_number(name: str, value: Any) -> None:
+    """A string or a boolean where a number is meant: TypeError naming ``name``.
+
+    ``float("1")`` and ``float(True)`` would accept them silently.
+    """
+    if isinstance(value, str | bytes) or is_boolean(value):
+        raise TypeError(f"`{name}` must be a number or None, got {value!r}")
+
+
+def _check_layouts(ns: ModuleType, arrays: dict[str, Array]) -> None:
+    """Arrays the library cannot compute on here (sparse, nested): TypeError naming the argument."""
+    problem_of = hooks_for(ns).layout_problem
+    if problem_of is None:
+        return
+    for name, a in arrays.items():
+        problem = problem_of(a)
+        if problem is not None:
+            raise TypeError(f"`{name}` is {problem}")
+
+
 def check_knot_grad(knot_grad: str) -> None:
     if knot_grad not in KNOT_GRAD_MODES:
         raise ValueError(f"`knot_grad` must be one of {tuple(KNOT_GRAD_MODES)}, got {knot_grad!r}")
@@ -162,7 +192,7 @@ def check_optional_real(name: str, value: Any, *, positive: bool = False) -> flo
     if value is None:
         return None
     message = f"`{name}` must be a {'positive' if positive else 'non-negative'} real number or None, got {value!r}"
-    if isinstance(value, (str, bytes)):  # float() would parse "2": a string is a mistake, not a number
+    if isinstance(value, (str, bytes)) or is_boolean(value):  # float() would take "2" and True
         raise TypeError(message)
     try:
         out = float(value)
@@ -181,6 +211,7 @@ def check_scalar(name: str, value: Any) -> float | None:
     """``left``/``right``: a real number (or concrete 0-d array) or None."""
     if value is None:
         return None
+    reject_non_number(name, value)
     try:
         return float(value)
     except Exception as exc:

@@ -1,9 +1,9 @@
-"""pytest plugin loaded only by the mutation runs (``-p tests.mutation_plugin``, see tests/mutation_run.py).
+"""pytest plugin loaded only by the mutation runs (tools/mutation/run.py copies it into each run's tree).
 
 mutmut learns which tests reach a function from one pass over the suite, then forks one process per
 mutant from a process that has already run it.  knotsafe builds each backend's hooks once and caches
-them (``_registry._cache``), and the JAX hooks cache one compiled custom-JVP function per rule: left
-alone, a mutant in ``make_hooks`` or in the JAX custom derivative is never executed in the forked
+them (the registry's ``_cache``), and the JAX hooks cache one compiled custom-JVP function per rule:
+left alone, a mutant in ``make_hooks`` or in the JAX custom derivative is never executed in the forked
 child (the cached, unmutated objects are reused), and ``make_hooks`` is attributed only to the first
 test that happened to build the hooks.  Clearing those caches before every test makes each test build
 (and trace) them again, so coverage and the mutant runs both see the code under test.  The ordinary
@@ -12,22 +12,38 @@ test command does not load this plugin.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 
 import pytest
 
+# The modules that hold the caches (dotted names).  If one moves, the plugin fails every test rather
+# than let the runs silently test cached, unmutated objects.
+REGISTRY = "knotsafe._lib.backends.registry"  # _cache: namespace -> hooks
+JAX_HOOKS = "knotsafe._lib.backends.jax_hooks"  # _custom_interp: functools.lru_cache of compiled custom JVPs
+
+
+def _module(name: str) -> object:
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        raise RuntimeError(f"{name} is not importable: update the cache modules in {__file__}") from exc
+
 
 @pytest.fixture(autouse=True)
 def _fresh_backend_caches() -> None:
-    registry = sys.modules.get("knotsafe._lib.backends.registry")
-    if registry is not None:
-        registry._cache.clear()
-    jax_hooks = sys.modules.get("knotsafe._lib.backends.jax_hooks")
-    if jax_hooks is not None:
-        clear = getattr(jax_hooks._custom_interp, "cache_clear", None)
-        if clear is not None:
-            clear()
+    if "knotsafe" not in sys.modules:
+        return
+    cache = getattr(_module(REGISTRY), "_cache", None)
+    if cache is None:
+        raise RuntimeError(f"{REGISTRY} has no _cache: update {__file__}")
+    cache.clear()
+    if "jax" in sys.modules:
+        clear = getattr(getattr(_module(JAX_HOOKS), "_custom_interp", None), "cache_clear", None)
+        if clear is None:
+            raise RuntimeError(f"{JAX_HOOKS}._custom_interp has no cache_clear: update {__file__}")
+        clear()
 
 
 @pytest.fixture(autouse=True)
