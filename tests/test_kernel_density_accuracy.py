@@ -148,7 +148,7 @@ def test_bound_across_bandwidths(xp: ModuleType, dtype_name: str, ratio: float) 
 def test_bound_at_the_largest_accepted_bandwidth(xp: ModuleType, dtype_name: str) -> None:
     """span / h = 1.5 * smallest_normal / eps (1.5e-292 in float64, 1.5e-31 in float32):
     F(max) - F(min) ~ 0.4 span / h is still a normal number with full precision; one step
-    beyond raises (test_kernel_arguments.py)."""
+    beyond raises (tests/test_kernel_density.py)."""
     if dtype_name == "float64" and not _support.has_float64(xp):
         pytest.skip("float64 needs JAX_ENABLE_X64=1")
     info = np.finfo(dtype_name)
