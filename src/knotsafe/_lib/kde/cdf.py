@@ -96,6 +96,12 @@ MAX_GRID = 2**24
 #: tables hold ``F - 1/2`` to relative precision.
 MIN_GRID = _kernel_nodes.CORE + 1
 _SPAN_CELLS = MIN_GRID - 4
+#: Largest grid whose Hermite coefficients are tabulated per cell (8 tables of
+#: ``D * (G + 1)`` entries, 8 MiB per float64 column at most): a query then
+#: gathers its 8 coefficients instead of computing them from the 8 node values
+#: (about 40 elementwise operations per query).  Larger grids (up to ``2^24``
+#: nodes per column) compute them per query, so the tables stay at 4 per node.
+COEF_TABLE_GRID = 2**16
 #: Cell indices (below ``MAX_GRID = 2^24``) are split into two 12-bit halves.
 _SPLIT = 2**12
 _SPLIT_BITS = 12
@@ -249,6 +255,10 @@ class KernelTables:
         Whether the bandwidth and spread are in range and the grid covers
         ``[lo, hi]`` (always true for concrete inputs, which are checked
         instead; under tracing a false column gives NaN).
+    coef : list of 8 arrays, shape (D * (G + 1) - 1,), or None
+        The Hermite coefficients of the cell starting at each flattened
+        node, for grids of at most :data:`COEF_TABLE_GRID` nodes; None
+        (computed per query) for larger ones.
     """
 
     xp: ModuleType
@@ -262,6 +272,7 @@ class KernelTables:
     f_lo: Array
     f_hi: Array
     ok: Array
+    coef: list[Array] | None = None
 
 
 def _int_dtype(xp: ModuleType, like: Array) -> Any:
@@ -319,9 +330,12 @@ def build(
     tables = [xp.reshape(t, (-1,)) for t in (f_nodes, *nodes[1:])]
 
     ok = covers(xp, sg(h), sg(hi - lo), fr)
-    tabs = KernelTables(xp, hooks, grid, dim, tables, fr, lo, hi, lo, hi, ok)
+    # Cell k of a row spans flattened nodes k, k + 1 (the last one of a row, into the dump
+    # slot, is never gathered: cells stop at G - 2).
+    coef = _hermite([t[:-1] for t in tables], [t[1:] for t in tables]) if grid <= COEF_TABLE_GRID else None
+    tabs = KernelTables(xp, hooks, grid, dim, tables, fr, lo, hi, lo, hi, ok, coef)
     ends = _poly(*_coefficients_at(tabs, xp.stack([lo, hi])))
-    return KernelTables(xp, hooks, grid, dim, tables, fr, lo, hi, ends[0, :], ends[1, :], ok)
+    return KernelTables(xp, hooks, grid, dim, tables, fr, lo, hi, ends[0, :], ends[1, :], ok, coef)
 
 
 def _shift(xp: ModuleType, a: Array, by: int) -> Array:
@@ -387,6 +401,8 @@ def _locate(xp: ModuleType, hooks: BackendHooks, fr: Frame, x: Array) -> tuple[A
     shift = xp.where(xp.isnan(shift), xp.zeros_like(shift), shift)  # NaN must not reach an index
     moved = xp.clip(b + shift, 0.0, float(fr.grid - 3))
     frac = frac - (moved - b)
+    if a is x:  # stop_gradient is the identity: no autodiff, and x - a is 0
+        return moved + 1.0, frac
     return moved + 1.0, frac + (x - a) / fr.delta
 
 
@@ -438,11 +454,9 @@ def _hermite(left: list[Array], right: list[Array]) -> list[Array]:
 
 
 def _coefficients(tabs: KernelTables, cell: Array) -> list[Array]:
-    """The 8 coefficients of the cells ``cell`` (K, D), from the 4 tables at their two nodes.
-
-    Computed per query rather than tabulated per cell: the same 8 gathers,
-    and the grid-sized build needs a third of the memory (``G`` reaches
-    ``2^24`` nodes per column).
+    """The 8 coefficients of the cells ``cell`` (K, D): gathered from the coefficient tables, or
+    from the 4 node tables at their two nodes where the grid is too large to tabulate them
+    (:data:`COEF_TABLE_GRID`): the same 8 gathers, and a third of the memory.
     """
     xp = tabs.xp
     kq, dim = cell.shape
@@ -450,10 +464,12 @@ def _coefficients(tabs: KernelTables, cell: Array) -> list[Array]:
     base = xp.reshape(cell + xp.arange(dim, dtype=cell.dtype, device=compat.device(cell))[None, :] * g1, (-1,))
     take = tabs.hooks.take
 
-    def at(index: Array) -> list[Array]:
-        return [xp.reshape(take(xp, t, index), (kq, dim)) for t in tabs.tables]
+    def at(tables: list[Array], index: Array) -> list[Array]:
+        return [xp.reshape(take(xp, t, index), (kq, dim)) for t in tables]
 
-    return _hermite(at(base), at(base + 1))
+    if tabs.coef is not None:
+        return at(tabs.coef, base)
+    return _hermite(at(tabs.tables, base), at(tabs.tables, base + 1))
 
 
 def _coefficients_at(tabs: KernelTables, x: Array) -> tuple[list[Array], Array]:
