@@ -34,10 +34,11 @@ _NO_LAZY = pytest.mark.skip_xp_backend(
 )
 
 
-# Bandwidths as fractions of each column's span, over the documented range span/1e4 .. span.
+# Bandwidths as fractions of each column's span, span/1e4 .. span (the whole accepted range, both
+# ends, is in tests/test_kernel_density_accuracy.py).
 FRACTIONS = [1e-4, 1e-3, 1e-2, 1 / 30, 0.3, 1.0]
-# Accuracy contract (float64): the module's proven bound is 9.6e-13 for h <= span
-# (Hermite remainder 8.2e-14 per F value, four of them over F(hi) - F(lo) >= 0.341);
+# Accuracy contract (float64): the module's proven bound is 7.0e-13 for every accepted h
+# (Hermite remainder 8.2e-14 per F value, two of them over F(hi) - F(lo) >= 0.234);
 # rounding of sums of O(1) terms adds O(1e-15).
 U_TOL64 = 1e-12
 

@@ -39,8 +39,10 @@ and bandwidth ``h_d``::
    :mod:`knotsafe._lib.kde.nodes` sums the same stencils as a convolution of
    per-cell moments instead (O(N + G S)).
 3. A query is the two-point Hermite interpolant of degree 7 (values and
-   three derivatives at the bracketing nodes): 8 gathers, the 8 monomial
-   coefficients, and a Horner sum.
+   three derivatives at the bracketing nodes): 8 gathers of the monomial
+   coefficients (tabulated per cell up to :data:`COEF_TABLE_GRID` nodes,
+   computed per query from the 4 tables at the cell's two nodes beyond) and a
+   Horner sum.
 
 Error bound.  The degree-7 Hermite remainder is ``F^(8)(xi) (x - a)^4 (x -
 b)^4 / 8!`` ``<= delta^8 max|F^(8)| / (8! 4^4)``, and ``|F^(8)| <= max_z
