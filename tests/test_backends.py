@@ -244,9 +244,9 @@ def test_entry_point_is_loaded_lazily_by_namespace_name(monkeypatch: pytest.Monk
 #: standard-only default (identity ``stop_gradient`` and ``consolidate``, the ``generic_*`` functions,
 #: no native ``forward`` or ``complex_parts``).
 NATIVE_FIELDS = {
-    "numpy": {"forward", "scatter_add", "erf"},
+    "numpy": {"forward", "scatter_add", "erf", "searchsorted", "take"},
     "array_api_strict": set(),
-    "jax": {"stop_gradient", "is_concrete", "linearize", "scatter_add", "erf"},
+    "jax": {"stop_gradient", "is_concrete", "linearize", "scatter_add", "erf", "searchsorted", "take"},
     "torch": {
         "searchsorted",
         "stop_gradient",

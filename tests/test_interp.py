@@ -267,7 +267,7 @@ def test_left_right_under_jit(xp: ModuleType, kw: dict, kind: str) -> None:
 
 
 def test_nan_left_right_reuse_the_compiled_function() -> None:
-    """NaN != NaN, but the rule (a cache key) stores one NaN object: no recompilation per call."""
+    """NaN bounds are operands, not part of the cached rule (where NaN != NaN would miss): no recompilation per call."""
     backend_module("jax")
     import jax.numpy as jnp
 
@@ -290,8 +290,8 @@ def test_nan_left_right_reuse_the_compiled_function() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "exc", "match"),
     [
-        ({"knots": [[0.0, 1.0]]}, ValueError, "`knots` must be 1-D"),
-        ({"values": [[0.0, 1.0]]}, ValueError, "`values` must be 1-D"),
+        ({"knots": [[0.0, 1.0]] * 2, "x": [[0.5]] * 3}, ValueError, "`knots` and `x` do not broadcast"),
+        ({"values": [[0.0, 1.0]] * 2, "x": [[0.5]] * 3}, ValueError, "`values` and `x` do not broadcast"),
         ({"values": [0.0, 1.0, 2.0]}, ValueError, "`values` must have the length of `knots`"),
         ({"knots": [], "values": []}, ValueError, "`knots` must not be empty"),
         pytest.param(

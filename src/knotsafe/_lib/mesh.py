@@ -98,10 +98,14 @@ class MeshState:
     def __init__(self, inputs: MeshInputs) -> None:
         self.inputs = inputs
         self.mu, self.scale = normalisation(inputs.xp, inputs.hooks, inputs.data)
+        self.inv_scale = 1.0 / self.scale
         self._transforms: tuple[Transform, Transform] | None = None
 
     def _scaled(self, a: Array) -> Array:
-        return (a - self.mu) / self.scale
+        # A multiplication by the reciprocal, not a division: XLA turns a division by a broadcast
+        # vector into a multiplication by its reciprocal in some programs and not in others (a
+        # sharded one), which would change the last bit of a row depending on how rows are split.
+        return (a - self.mu) * self.inv_scale
 
     def transforms(self) -> tuple[Transform, Transform]:
         """Forward and inverse unit-space transforms of the normalised data grid (rank or kernel CDF)."""

@@ -33,7 +33,13 @@ With ``knot_grad="stop"`` the partials are computed from stop-gradiented
 knots: every derivative of any order with respect to the knots is 0.
 
 Outside ``[knots[0], knots[-1])`` the output is a constant (``left``,
-``right`` or an end value): only the end value it copies gets weight 1.
+``right`` or an end value): only the end value it copies gets weight 1, or
+the bound it copies (``d out / d left = 1`` below the knots, ``d out / d
+right = 1`` above them).  With ``"extrapolate"`` an end continues the line of
+its outermost bin: the bin's formula and partials above (``w`` outside
+``[0, 1]``) when that bin is genuine, the end value (a zero-slope line, as a
+duplicate bin has) when it is a duplicate; an extrapolated ``x = -inf`` or
+``+inf`` gets the line's value (inf or NaN) and zero partials.
 
 A bin without a finite slope has no derivative with respect to ``x`` or the
 knots either: a bin touching an infinite knot (numpy's value there is
@@ -46,6 +52,10 @@ weights are those of numpy's value: ``(1 - w, w)`` with ``w = (x - k0) / (k1
 value is ``f0``).  So every partial is finite whatever the inputs: forward
 and reverse mode agree, and an output that a loss masks (zero cotangent)
 adds nothing to any gradient, also when the output itself is inf or NaN.
+
+Batched calls pass rows: ``x`` (R, M), ``knots`` and ``values`` (R, N), and
+every operation works on each row alone (per-row threshold, search, gathers
+and scatters), so a row gets the values and partials of the 1-D call.
 """
 
 from __future__ import annotations
@@ -58,7 +68,7 @@ from typing import Any, Literal
 
 import array_api_compat
 
-from knotsafe._lib.backends.hooks import BackendHooks
+from knotsafe._lib.backends.hooks import BackendHooks, row_offsets
 
 Array = Any
 #: ``out -> bool``: whether an array may hold a NaN (True when unknown).
@@ -76,19 +86,25 @@ KNOT_GRAD_MODES: dict[str, bool] = {"exact": True, "stop": False}
 #: The type of ``knot_grad`` in the public signatures (the keys of :data:`KNOT_GRAD_MODES`).
 KnotGrad = Literal["exact", "stop"]
 
-# One NaN object: InterpRule is a cache key (the compiled JAX function), and
-# NaN != NaN, but tuples compare identical objects as equal.
-_NAN = float("nan")
+#: What one end of the knots answers beyond it (``InterpRule.left``/``right``):
+#: None, the end value (numpy's default); ``"value"``, a bound array passed
+#: with the inputs (a traced operand, differentiable); ``"extrapolate"``, the
+#: line of the outermost bin.  The bound's *value* is never part of the rule,
+#: so a compiled rule serves every value (and -0.0 stays apart from 0.0).
+Bound = Literal["value", "extrapolate"] | None
 
 
 @dataclass(frozen=True)
 class Partials:
     """First derivatives of each output with respect to the bin it reads.
 
-    All arrays have the flattened query shape ``(M,)``; ``j`` is the lower
-    knot index of the bin.  The knot partials are not stored: they are
-    ``-dx * a0`` and ``-dx * a1`` (``dx`` is 0 wherever the weights are not
-    the bin's barycentric ones), and zero when ``knot_grad`` is False.
+    All arrays have the flattened query shape ``(M,)``, or ``(R, M)`` for R
+    rows of a batched call; ``j`` is the lower knot index of the bin (in its
+    row).  The knot partials are not stored: they are ``-dx * a0`` and
+    ``-dx * a1`` (``dx`` is 0 wherever the weights are not the bin's
+    barycentric ones), and zero when ``knot_grad`` is False.  ``bl``/``br``
+    are the weights of a ``"value"`` bound (1 where the output copies it),
+    None for the other kinds of end.
 
     The arrays are differentiable functions of the inputs they were computed
     from, so differentiating :meth:`tangent` or :meth:`cotangent` again gives
@@ -102,9 +118,22 @@ class Partials:
     knot_grad: bool
     hooks: BackendHooks
     xp: ModuleType
+    bl: Array | None = None
+    br: Array | None = None
 
-    def tangent(self, x_dot: Array | None, knots_dot: Array | None, values_dot: Array | None) -> Array:
-        """Forward mode: the output tangent for input tangents (None = zero)."""
+    def tangent(
+        self,
+        x_dot: Array | None,
+        knots_dot: Array | None,
+        values_dot: Array | None,
+        left_dot: Array | None = None,
+        right_dot: Array | None = None,
+    ) -> Array:
+        """Forward mode: the output tangent for input tangents (None = zero).
+
+        ``left_dot``/``right_dot``: tangents of the ``"value"`` bounds (0-d,
+        or (R, 1) for rows).
+        """
         xp, take, j = self.xp, self.hooks.take, self.j
         moved = xp.zeros_like(self.dx) if x_dot is None else x_dot
         if knots_dot is not None and self.knot_grad:
@@ -112,17 +141,22 @@ class Partials:
         t = self.dx * moved
         if values_dot is not None:
             t = t + self.a0 * take(xp, values_dot, j) + self.a1 * take(xp, values_dot, j + 1)
+        if left_dot is not None and self.bl is not None:
+            t = t + self.bl * left_dot
+        if right_dot is not None and self.br is not None:
+            t = t + self.br * right_dot
         return t
 
-    def cotangent(
-        self, g: Array, n: int, needs: tuple[bool, bool, bool] = (True, True, True)
-    ) -> tuple[Array | None, Array | None, Array | None]:
+    def cotangent(self, g: Array, n: int, needs: tuple[bool, ...] = (True, True, True)) -> tuple[Array | None, ...]:
         """Reverse mode: ``(gx, gknots, gvalues)`` for the output cotangent ``g``.
 
         ``n`` is the number of knots; an entry of ``needs`` that is False
         gives None.  Knot cotangents are zeros when ``knot_grad`` is False.
+        ``needs`` of length 5 asks for the ``left`` and ``right`` bounds too
+        and returns five entries (a bound that is not a ``"value"`` gives
+        None); their cotangents are 0-d, or (R, 1) for rows.
         """
-        need_x, need_k, need_v = needs
+        need_x, need_k, need_v = needs[:3]
         xp = self.xp
         gx = g * self.dx if need_x or need_k else None
         gv = self._scatter_pair(n, g * self.a0, g * self.a1) if need_v else None
@@ -132,13 +166,58 @@ class Partials:
             # d/dknots = -dx times the value weights (see the table above).
             gk = -self._scatter_pair(n, gx * self.a0, gx * self.a1)
         elif need_k:
-            gk = xp.zeros((n,), dtype=g.dtype, device=array_api_compat.device(g))
-        return (gx if need_x else None), gk, gv
+            gk = xp.zeros((*g.shape[:-1], n), dtype=g.dtype, device=array_api_compat.device(g))
+        out = ((gx if need_x else None), gk, gv)
+        if len(needs) == 3:
+            return out
+        bounds = tuple(
+            self._row_sum(g, w) if need and w is not None else None
+            for need, w in zip(needs[3:], (self.bl, self.br), strict=True)
+        )
+        return out + bounds
 
     def _scatter_pair(self, n: int, c0: Array, c1: Array) -> Array:
         # One scatter over both ends of each bin, in the order j then j + 1.
+        # Rows scatter into one flattened (R * n) array, row r from r * n, so
+        # each knot receives the same terms in the same order as a 1-D call.
+        xp, j = self.xp, self.j
+        if j.ndim == 1:
+            return self.hooks.scatter_add(xp, n, xp.concat([j, j + 1]), xp.concat([c0, c1]))
+        rows = j.shape[0]
+        j = xp.reshape(j + row_offsets(xp, rows, n, j), (-1,))
+        c0, c1 = xp.reshape(c0, (-1,)), xp.reshape(c1, (-1,))
+        out = self.hooks.scatter_add(xp, rows * n, xp.concat([j, j + 1]), xp.concat([c0, c1]))
+        return xp.reshape(out, (rows, n))
+
+    def _row_sum(self, g: Array, w: Array) -> Array:
+        """A bound's cotangent, the sum of ``g * w`` per row: 0-d for 1-D ``g``, (R, 1) for rows.
+
+        A scatter, not ``sum``: it adds in query order in both layouts, so a
+        row's sum is bitwise the 1-D call's (a reduction may change its order
+        with the shape).  Entries with weight 0 go to a spare slot per row:
+        the index then depends on the data (a constant index trips
+        torch.compile's CPU code generator).
+        """
         xp = self.xp
-        return self.hooks.scatter_add(xp, n, xp.concat([self.j, self.j + 1]), xp.concat([c0, c1]))
+        c = g * w
+        spare = xp.astype(w == 0, self.j.dtype)
+        if c.ndim == 1:
+            return xp.reshape(self.hooks.scatter_add(xp, 2, spare, c)[:1], ())
+        rows = c.shape[0]
+        index = xp.reshape(spare + row_offsets(xp, rows, 2, spare), (-1,))
+        out = self.hooks.scatter_add(xp, 2 * rows, index, xp.reshape(c, (-1,)))
+        return xp.reshape(out, (rows, 2))[:, :1]
+
+
+@dataclass(frozen=True)
+class _Ends:
+    """Boolean masks of the entries beyond the knots' ends (None: no such entry)."""
+
+    first: Array | None  # copy values[0]
+    last: Array  # copy values[-1]
+    left: Array | None  # copy the left bound
+    right: Array | None  # copy the right bound
+    extra: Array | None  # beyond an end, on the outermost bin's line ("extrapolate")
 
 
 @dataclass(frozen=True)
@@ -150,32 +229,29 @@ class _Forward:
     safe_gap: Array  # gap, with exact zeros replaced by 1
     rise: Array  # f1 - f0
     d0: Array  # x - k0
-    below: Array  # x < knots[0]
-    at_end: Array  # the entries that copy values[-1]
+    ends: _Ends
     slope: Array  # rise / safe_gap
 
 
 @dataclass(frozen=True)
 class InterpRule:
-    """Interpolation with fixed options, evaluated on 1-D arrays.
+    """Interpolation with fixed options, evaluated on 1-D arrays or rows.
 
     ``x`` has shape ``(M,)``, ``knots`` and ``values`` shape ``(N,)`` with
-    ``N >= 2`` (callers pad a single knot), all of one floating dtype.
-    Hashable: backends cache compiled functions per rule.
+    ``N >= 2`` (callers pad a single knot), all of one floating dtype; or
+    rows: ``x`` (R, M), ``knots`` and ``values`` (R, N).  ``left``/``right``
+    say what each end answers (:data:`Bound`); a ``"value"`` bound comes as
+    an array with the inputs (0-d, or (R, 1) for rows).  Hashable (when
+    ``min_gap`` is a number): backends cache compiled functions per rule.
+    ``min_gap`` may also be a 0-d array (JAX passes it as a traced operand).
     """
 
     xp: ModuleType
     hooks: BackendHooks
-    left: float | None
-    right: float | None
+    left: Bound
+    right: Bound
     knot_grad: str
-    min_gap: float | None
-
-    def __post_init__(self) -> None:
-        for name in ("left", "right"):
-            v = getattr(self, name)
-            if v is not None and math.isnan(v):
-                object.__setattr__(self, name, _NAN)
+    min_gap: float | Array | None
 
     def _bracket(self, x: Array, knots: Array, values: Array, j: Array | None = None) -> tuple[Array, ...]:
         xp = self.xp
@@ -187,7 +263,7 @@ class InterpRule:
         # N - 2) directly, the lower index j of numpy's bin: no subtraction and
         # no clip over the queries.  (They differ only for NaN queries, whose
         # value is NaN and whose partials are all zero whatever the bin.)
-        j = self.hooks.searchsorted(xp, knots[1:-1], x)
+        j = self.hooks.searchsorted(xp, knots[..., 1:-1], x)
         j1 = j + 1
         return j, take(xp, knots, j), take(xp, knots, j1), take(xp, values, j), take(xp, values, j1)
 
@@ -202,6 +278,10 @@ class InterpRule:
         f1: Array,
         any_nan: AnyNan | None = None,
         with_value: bool = True,
+        *,
+        lo: Array | None = None,
+        hi: Array | None = None,
+        thr: Array | float | None = None,
     ) -> _Forward:
         """numpy.interp's arithmetic, operation for operation (compiled_base.c).
 
@@ -209,7 +289,8 @@ class InterpRule:
         a NaN; when it answers False the NaN retries below are identities and
         are skipped (same values, fewer passes over the queries).  With
         ``with_value=False`` only the intermediates of the partials are
-        computed (``out`` is None).
+        computed (``out`` is None).  ``lo``/``hi``: the ``"value"`` bounds;
+        ``thr``: the duplicate threshold, if the caller has it.
         """
         xp = self.xp
         # The bin a finite in-range query uses always has k1 > x >= k0, so a
@@ -219,43 +300,88 @@ class InterpRule:
         d0 = x - k0
         safe_gap = xp.where(gap == 0, xp.ones_like(gap), gap)
         slope = rise / safe_gap
-        below = x < knots[0]
+        ends = self._ends(x, knots, thr)
         if not with_value:
-            at_end = (x >= knots[-1]) if self.right is None else (x == knots[-1])
-            return _Forward(None, gap, safe_gap, rise, d0, below, at_end, slope)
+            return _Forward(None, gap, safe_gap, rise, d0, ends, slope)
         out = slope * d0 + f0
         if any_nan is None or any_nan(out):
             # numpy: "If we get nan in one direction, try the other".
             out = xp.where(xp.isnan(out), slope * (x - k1) + f1, out)
             out = xp.where(xp.isnan(out) & (f0 == f1), f0, out)
         out = xp.where(x == k0, f0, out)
-        last = values[-1]
-        lo = values[0] if self.left is None else xp.asarray(self.left, dtype=out.dtype, device=_device(out))
-        if self.right is None:
-            # x > knots[-1] and x == knots[-1] both give the last value.
-            at_end = x >= knots[-1]
-            out = xp.where(at_end, last, out)
-        else:
-            at_end = x == knots[-1]
-            hi = xp.asarray(self.right, dtype=out.dtype, device=_device(out))
-            out = xp.where(x > knots[-1], hi, out)
-            out = xp.where(at_end, last, out)
-        out = xp.where(below, lo, out)
-        return _Forward(xp.where(xp.isnan(x), x, out), gap, safe_gap, rise, d0, below, at_end, slope)
+        # Beyond the ends: a bound, an end value, or (extrapolated entries)
+        # the bin formula above, left as it is.
+        if ends.right is not None:
+            out = xp.where(ends.right, hi, out)
+        out = xp.where(ends.last, values[..., -1:], out)
+        if ends.left is not None:
+            out = xp.where(ends.left, lo, out)
+        if ends.first is not None:
+            out = xp.where(ends.first, values[..., :1], out)
+        return _Forward(xp.where(xp.isnan(x), x, out), gap, safe_gap, rise, d0, ends, slope)
 
-    def value(self, x: Array, knots: Array, values: Array, any_nan: AnyNan | None = None) -> Array:
+    def _ends(self, x: Array, knots: Array, thr: Array | float | None) -> _Ends:
+        """Who answers the entries beyond each end of the knots (see :data:`Bound`).
+
+        Per end: the end value (None), the bound (``"value"``), or, with
+        ``"extrapolate"``, the outermost bin's line where that bin is genuine
+        (gap above the duplicate threshold, finite) and the end value where
+        it is a duplicate.  ``x == knots[-1]`` copies ``values[-1]`` in
+        every mode, as numpy does.
+        """
+        first_k, last_k = knots[..., :1], knots[..., -1:]
+        below = x < first_k
+        extra = None
+        if "extrapolate" in (self.left, self.right) and thr is None:
+            thr = self.threshold(knots)
+        if self.left == "extrapolate":
+            # The search puts every query below the knots in bin 0 already.
+            line = self._genuine(knots[..., 1:2] - first_k, thr)
+            extra, first, left = below & line, below & ~line, None
+        else:
+            first, left = (below, None) if self.left is None else (None, below)
+        if self.right == "extrapolate":
+            # ... and every query above them in bin N - 2.
+            line = self._genuine(last_k - knots[..., -2:-1], thr)
+            above = x > last_k
+            extra = above & line if extra is None else extra | (above & line)
+            last, right = (x == last_k) | (above & ~line), None
+        elif self.right is None:
+            # x > knots[-1] and x == knots[-1] both give the last value.
+            last, right = x >= last_k, None
+        else:
+            last, right = x == last_k, x > last_k
+        return _Ends(first, last, left, right, extra)
+
+    @staticmethod
+    def _genuine(gap: Array, thr: Array | float | None) -> Array:
+        """Whether a gap is a genuine bin's: above the duplicate threshold and finite."""
+        return (gap > thr) & (gap < math.inf)
+
+    def value(
+        self,
+        x: Array,
+        knots: Array,
+        values: Array,
+        any_nan: AnyNan | None = None,
+        *,
+        lo: Array | None = None,
+        hi: Array | None = None,
+    ) -> Array:
         """Forward values of ``numpy.interp(x, knots, values, left, right)``.
 
-        ``any_nan``: see :meth:`_forward` (a backend's shortcut, same values).
+        ``any_nan``: see :meth:`_forward` (a backend's shortcut, same values);
+        ``lo``/``hi``: the ``"value"`` bounds.
         """
         _, k0, k1, f0, f1 = self._bracket(x, knots, values)
-        return self._forward(x, knots, values, k0, k1, f0, f1, any_nan).out
+        return self._forward(x, knots, values, k0, k1, f0, f1, any_nan, lo=lo, hi=hi).out
 
     def threshold(self, knots: Array) -> Array | float:
         """Largest knot gap that counts as a duplicate (see DUPLICATE_EPS_FACTOR).
 
-        The scale is the largest *finite* knot magnitude: one infinite knot
-        must not turn every bin into a duplicate.
+        The scale is the largest *finite* knot magnitude (of each row): one
+        infinite knot must not turn every bin into a duplicate.  Shape (1,),
+        or (R, 1) for rows; ``min_gap`` when given.
         """
         if self.min_gap is not None:
             return self.min_gap
@@ -263,11 +389,13 @@ class InterpRule:
         eps = xp.finfo(knots.dtype).eps
         mag = xp.abs(knots)
         mag = xp.where(xp.isfinite(mag), mag, xp.zeros_like(mag))
-        return xp.max(mag) * (DUPLICATE_EPS_FACTOR * eps)
+        return xp.max(mag, axis=-1, keepdims=True) * (DUPLICATE_EPS_FACTOR * eps)
 
-    def partials(self, j: Array, dx: Array, a0: Array, a1: Array) -> Partials:
+    def partials(
+        self, j: Array, dx: Array, a0: Array, a1: Array, bl: Array | None = None, br: Array | None = None
+    ) -> Partials:
         """Partials from arrays an earlier :meth:`value_and_partials` returned."""
-        return Partials(j, dx, a0, a1, KNOT_GRAD_MODES[self.knot_grad], self.hooks, self.xp)
+        return Partials(j, dx, a0, a1, KNOT_GRAD_MODES[self.knot_grad], self.hooks, self.xp, bl, br)
 
     def value_and_partials(
         self,
@@ -279,7 +407,9 @@ class InterpRule:
         any_nan: AnyNan | None = None,
         with_value: bool = True,
         j: Array | None = None,
-        needs: tuple[bool, bool, bool] = (True, True, True),
+        needs: tuple[bool, ...] = (True, True, True),
+        lo: Array | None = None,
+        hi: Array | None = None,
     ) -> tuple[Array, Partials]:
         """Forward values and the gradient rule's partials.
 
@@ -294,7 +424,9 @@ class InterpRule:
         (with ``first_order`` only): which of ``x, knots, values`` a gradient
         can be asked for; partials no such gradient reads are None (``dx``
         without ``x`` and ``knots``, ``a0, a1`` without ``knots`` and
-        ``values``).
+        ``values``; ``needs[3:5]``, if given, for the bounds).  ``lo``/``hi``:
+        the ``"value"`` bounds (their weights ``bl``/``br`` do not depend on
+        them).
         """
         xp = self.xp
         knot_grad = KNOT_GRAD_MODES[self.knot_grad]
@@ -302,9 +434,19 @@ class InterpRule:
             # "stop": the knots are constants to every derivative of any order.
             knots = self.hooks.stop_gradient(knots)
         j, k0, k1, f0, f1 = self._bracket(x, knots, values, j)
-        fwd = self._forward(x, knots, values, k0, k1, f0, f1, any_nan, with_value)
+        # The threshold is read by the slope's partials (d/dx, d/dknots) and by "extrapolate".
+        slope_read = not first_order or needs[0] or needs[1] or "extrapolate" in (self.left, self.right)
+        thr = self.threshold(knots) if slope_read else None
+        fwd = self._forward(x, knots, values, k0, k1, f0, f1, any_nan, with_value, lo=lo, hi=hi, thr=thr)
+        bounds = self._bound_weights(fwd.ends, x, needs)
 
-        inside = (x >= knots[0]) & (x < knots[-1])  # False for NaN queries
+        # On a bin's line: inside the knots, or extrapolated beyond an end.  An
+        # extrapolated x = -inf or +inf is not: its output (the line's, inf or
+        # NaN) is a constant of every input there, with infinite weights
+        # `1 - w`, `w`, so all its partials are 0 (as a NaN query's).
+        inside = (x >= knots[..., :1]) & (x < knots[..., -1:])  # False for NaN queries
+        if fwd.ends.extra is not None:
+            inside = inside | (fwd.ends.extra & xp.isfinite(x))
         zero = xp.zeros_like(x)
         # THE zero-width-bin rule.  A bin whose gap is at or below the duplicate
         # threshold is a step of the function (exact duplicates) or rounding
@@ -317,32 +459,31 @@ class InterpRule:
         # an infinite knot (gap inf or NaN), or with an infinite or NaN slope,
         # is treated as a duplicate too.
         if first_order:
-            need_x, need_k, need_v = needs
+            need_x, need_k, need_v = needs[:3]
             dx = a0 = a1 = None
             if need_x or need_k:
                 # A genuine gap is > threshold >= 0, so there safe_gap == gap and
                 # the forward's slope is rise / gap: the same values as the
                 # guarded divisions below, which only differentiability needs.
-                dx = xp.where(self._genuine(knots, inside, fwd), fwd.slope, zero)
+                dx = xp.where(self._bin_genuine(inside, fwd, thr), fwd.slope, zero)
             if need_k or need_v:
                 a0, a1 = self._weights(xp.where(inside, self._flat_weight(x, k0, fwd), zero), inside, fwd, zero)
-            return fwd.out, self.partials(j, dx, a0, a1)
+            return fwd.out, self.partials(j, dx, a0, a1, *bounds)
         # Double where: the differentiable divisions only ever see genuine bins
         # (finite rise, offset and gap), so no branch of any order is inf/NaN.
-        genuine = self._genuine(knots, inside, fwd)
+        genuine = self._bin_genuine(inside, fwd, thr)
         dx = self.hooks.safe_slope(xp, xp.where(genuine, fwd.rise, zero), fwd.gap, genuine)
         one = xp.ones_like(x)
         w_genuine = xp.where(genuine, fwd.d0, zero) / xp.where(genuine, fwd.gap, one)
         w = xp.where(genuine, w_genuine, self.hooks.stop_gradient(self._flat_weight(x, k0, fwd)))
         w = xp.where(inside, w, zero)
         a0, a1 = self._weights(w, inside, fwd, zero)
-        return fwd.out, self.partials(j, dx, a0, a1)
+        return fwd.out, self.partials(j, dx, a0, a1, *bounds)
 
-    def _genuine(self, knots: Array, inside: Array, fwd: _Forward) -> Array:
-        """In-range queries in a bin with a slope: a gap above the threshold, finite,
-        and a finite slope (the others: see the module docstring)."""
-        gap = fwd.gap
-        return inside & (gap > self.threshold(knots)) & (gap < math.inf) & self.xp.isfinite(fwd.slope)
+    def _bin_genuine(self, inside: Array, fwd: _Forward, thr: Array | float | None) -> Array:
+        """Queries on a bin's line (``inside``) in a bin with a slope: a genuine gap
+        (:meth:`_genuine`) and a finite slope (the others: see the module docstring)."""
+        return inside & self._genuine(fwd.gap, thr) & self.xp.isfinite(fwd.slope)
 
     def _flat_weight(self, x: Array, k0: Array, fwd: _Forward) -> Array:
         """The in-bin weight ``w`` of numpy's value, for any bin (finite for in-range queries).
@@ -358,20 +499,31 @@ class InterpRule:
         return xp.where(xp.isnan(w), xp.astype(x != k0, w.dtype), w)
 
     def _weights(self, w: Array, inside: Array, fwd: _Forward, zero: Array) -> tuple[Array, Array]:
-        """``(a0, a1)``, the value weights, from the in-bin weight ``w``."""
+        """``(a0, a1)``, the value weights, from the in-bin weight ``w``.
+
+        ``inside``: the entries on a bin's line (extrapolated ones included).
+        """
         xp = self.xp
-        # Outside the knots the output copies an end value (weight 1) or a
-        # constant `left`/`right` (no weight on `values`).
-        a1 = xp.where(inside, w, xp.astype(fwd.at_end, w.dtype))
-        a0 = xp.where(inside, 1.0 - w, xp.astype(fwd.below, w.dtype) if self.left is None else zero)
+        # Beyond the knots the output copies an end value (weight 1) or a
+        # bound (no weight on `values`).
+        ends = fwd.ends
+        a1 = xp.where(inside, w, xp.astype(ends.last, w.dtype))
+        a0 = xp.where(inside, 1.0 - w, zero if ends.first is None else xp.astype(ends.first, w.dtype))
         return a0, a1
 
+    def _bound_weights(self, ends: _Ends, x: Array, needs: tuple[bool, ...]) -> tuple[Array | None, Array | None]:
+        """``(bl, br)``: 1 where the output copies the ``"value"`` bound, else 0 (None: no such bound,
+        or ``needs[3:5]`` says no gradient of it is asked for)."""
+        want = needs[3:5] if len(needs) == 5 else (True, True)
+        return tuple(  # type: ignore[return-value]
+            None if mask is None or not w else self.xp.astype(mask, x.dtype)
+            for mask, w in zip((ends.left, ends.right), want, strict=True)
+        )
 
-def _device(a: Array) -> Any:
-    return array_api_compat.device(a)
 
-
-def generic_linearize(rule: InterpRule, x: Array, knots: Array, values: Array) -> Array:
+def generic_linearize(
+    rule: InterpRule, x: Array, knots: Array, values: Array, left: Array | None = None, right: Array | None = None
+) -> Array:
     """Evaluate ``rule`` with its first derivatives attached via ``stop_gradient``.
 
     Returns ``value + (s - stop_gradient(s))`` where ``value`` is the
@@ -389,8 +541,10 @@ def generic_linearize(rule: InterpRule, x: Array, knots: Array, values: Array) -
     """
     xp = rule.xp
     sg = rule.hooks.stop_gradient
-    out, p = rule.value_and_partials(sg(x), sg(knots), sg(values))
-    s = p.tangent(_finite(xp, x), _finite(xp, knots), _finite(xp, values))
+    lo, hi = (None if b is None else sg(b) for b in (left, right))
+    out, p = rule.value_and_partials(sg(x), sg(knots), sg(values), lo=lo, hi=hi)
+    fin = [None if a is None else _finite(xp, a) for a in (x, knots, values, left, right)]
+    s = p.tangent(*fin)
     delta = s - sg(s)
     return out + xp.where(xp.isfinite(delta), delta, xp.zeros_like(delta))
 

@@ -10,7 +10,12 @@ backend (and every autodiff mode) sees the same arithmetic:
   ``numpy.interp`` does; the kernel's duplicate-knot rule then applies to the
   wrapped knots, duplicates created by the reduction included.
 * complex ``values`` are interpolated as two real problems on the same knots
-  and recombined exactly (:func:`combine`).
+  and recombined exactly (:func:`combine`);
+* ``left``/``right`` (numbers, arrays of the namespace, ``"extrapolate"``)
+  are parsed into what the kernel takes (:func:`check_bound`).
+
+Batched inputs (knots of shape ``(..., N)``) go through the same steps along
+the last axis.
 """
 
 from __future__ import annotations
@@ -20,9 +25,14 @@ import numbers
 from types import ModuleType
 from typing import Any
 
+import array_api_compat
+
+from knotsafe._lib.backends.hooks import BackendHooks
 from knotsafe._lib.backends.registry import hooks_for
 
 Array = Any
+#: ``left``/``right`` as the kernel takes them: None, ``"extrapolate"``, a float or an array.
+Bound = None | str | float | Array
 
 
 def check_real(xp: ModuleType, name: str, a: Array) -> None:
@@ -66,30 +76,133 @@ def _is_complex(value: Any) -> bool:
     return "complex" in str(getattr(value, "dtype", ""))
 
 
-def complex_scalar(name: str, value: Any) -> tuple[float, float] | None:
-    """``left``/``right`` of complex ``values``: a (real, imaginary) pair or None."""
+_BOUND_KINDS = "a number, an array of the inputs' library, None or 'extrapolate'"
+
+
+def check_bound(
+    xp: ModuleType, name: str, value: Any, *, is_complex: bool, batch: tuple[int, ...] | None
+) -> tuple[Bound, Bound]:
+    """``left``/``right`` parsed for the kernel: ``(real part, imaginary part)``.
+
+    ``batch``: the leading shape of batched inputs, None for 1-D knots.
+    Returns None, ``"extrapolate"`` or a float for both parts, or arrays of
+    ``xp`` (0-d, or ``batch + (1,)``), differentiable where ``value`` is.
+    The imaginary part is None for real ``values``.
+
+    Raises
+    ------
+    ValueError
+        An array whose shape is not 0-d (1-D knots) or broadcastable to
+        ``batch``.
+    TypeError
+        A string other than ``"extrapolate"``; a bool; complex with real ``values`` (numpy.interp raises TypeError
+        too); an array of another library (NumPy arrays are taken as
+        constants) or of a non-numeric dtype; anything else not a number.
+    """
     if value is None:
-        return None
-    if isinstance(value, str | bytes):  # complex("1+2j") would parse it
-        raise TypeError(f"`{name}` must be a number or None, got {value!r}")
-    try:
-        z = complex(value)
-    except Exception as exc:
-        raise TypeError(f"`{name}` must be a number or None (a constant, not a traced array), got {value!r}") from exc
-    return z.real, z.imag
-
-
-def reject_complex_scalar(name: str, value: Any) -> None:
-    """Real ``values`` take real ``left``/``right`` (numpy.interp raises TypeError too)."""
-    if value is not None and _is_complex(value):
+        return None, None
+    reject_junk_bound(name, value)
+    if isinstance(value, str):
+        return "extrapolate", "extrapolate"
+    if not is_complex and _is_complex(value):
         raise TypeError(f"`{name}` is complex but `values` is real; pass complex `values` for a complex result")
+    if array_api_compat.is_array_api_obj(value) and not isinstance(value, numbers.Number):
+        return _array_bound(xp, name, value, is_complex=is_complex, batch=batch)
+    try:
+        z = complex(value) if is_complex else float(value)
+    except Exception as exc:
+        raise TypeError(f"`{name}` must be {_BOUND_KINDS}, got {value!r}") from exc
+    if isinstance(z, complex):
+        return z.real, z.imag
+    return z, None
 
 
-def wrap_periodic(xp: ModuleType, x: Array, knots: Array, values: Array, period: float) -> tuple[Array, Array, Array]:
+def reject_junk_bound(name: str, value: Any) -> None:
+    """A ``left``/``right`` that is no bound whatever the other arguments: TypeError naming ``name``.
+
+    A string other than ``"extrapolate"``, bytes and booleans (``float("1")``,
+    ``float(b"1")`` and ``float(True)`` would take them silently).  Checked
+    also where the bound is then ignored (with ``period``).
+    """
+    if isinstance(value, str):
+        if value != "extrapolate":
+            raise TypeError(
+                f"`{name}` must be {_BOUND_KINDS}; the only string it takes is 'extrapolate', got {value!r}"
+            )
+    elif isinstance(value, bytes):
+        raise TypeError(f"`{name}` must be {_BOUND_KINDS}, got the bytes {value!r}")
+    elif _is_bool(value):
+        raise TypeError(f"`{name}` must be {_BOUND_KINDS}, got the bool {value!r}")
+
+
+def _is_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return True
+    dtype = getattr(value, "dtype", None)
+    return dtype is not None and (getattr(dtype, "kind", None) == "b" or str(dtype).endswith("bool"))
+
+
+def _array_bound(
+    xp: ModuleType, name: str, value: Any, *, is_complex: bool, batch: tuple[int, ...] | None
+) -> tuple[Array, Array | None]:
+    """An array ``left``/``right``: checked, in ``xp``, shaped for the kernel."""
+    if array_api_compat.array_namespace(value) is not xp:
+        if not array_api_compat.is_numpy_array(value):
+            library = array_api_compat.array_namespace(value).__name__.removeprefix("array_api_compat.")
+            raise TypeError(f"`{name}` is a {library} array; pass an array of the inputs' library ({xp.__name__})")
+        value = xp.asarray(value)  # a NumPy constant, as jnp.interp takes one
+    if not xp.isdtype(value.dtype, ("real floating", "complex floating", "integral")):
+        raise TypeError(f"`{name}` must be a numeric array, got dtype {value.dtype}")
+    shape = tuple(value.shape)
+    if batch is None:
+        if shape:
+            raise ValueError(f"`{name}` must be a number or a 0-d array for 1-D `knots`, got shape {shape}")
+    elif shape:
+        if not _broadcasts_to(shape, batch):
+            raise ValueError(
+                f"`{name}` of shape {shape} does not broadcast to the leading dimensions {batch} of the inputs"
+            )
+        value = xp.reshape(xp.broadcast_to(value, batch), (*batch, 1))
+    if xp.isdtype(value.dtype, "complex floating"):
+        return xp.real(value), xp.imag(value)
+    return value, (xp.zeros_like(value) if is_complex else None)
+
+
+def _broadcasts_to(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
+    if len(shape) > len(target):
+        return False
+    return all(s in (1, t) for s, t in zip(shape[::-1], target[::-1], strict=False))
+
+
+def broadcast_shapes(shapes: dict[str, tuple[int, ...]]) -> tuple[int, ...]:
+    """The broadcast of ``shapes`` (argument name -> shape); ValueError naming two that clash."""
+    n = 0
+    for shape in shapes.values():
+        n = max(n, len(shape))
+    out, owner = [1] * n, [""] * n
+    for name, shape in shapes.items():
+        for i, d in enumerate(shape, start=n - len(shape)):
+            if d == 1:
+                continue
+            if out[i] == 1:
+                out[i], owner[i] = d, name
+            elif out[i] != d:
+                raise ValueError(
+                    f"the leading dimensions of `{owner[i]}` and `{name}` do not broadcast "
+                    f"({out[i]} against {d}); batched inputs are `knots` and `values` (..., N) and `x` (..., M)"
+                )
+    return tuple(out)
+
+
+def wrap_periodic(
+    xp: ModuleType, hooks: BackendHooks, x: Array, knots: Array, values: Array, period: float
+) -> tuple[Array, Array, Array]:
     """numpy.interp's periodic set-up: reduce, sort, wrap one knot on each side.
 
     Returns ``(x % period, wrapped knots, wrapped values)`` with ``N + 2``
-    non-decreasing knots in ``[-period, 2 period]``.  Every step is
+    non-decreasing knots in ``[-period, 2 period]`` (along the last axis:
+    batched ``knots`` and ``values`` of one shape ``(..., N)`` are set up
+    row by row, with the hooks' row-aware ``take``).  Every step is
     differentiable (``%`` has slope 1 almost everywhere; the sort is a
     gather), so the knots' gradients reach the caller's unsorted knots.
     The sort is stable: knots that coincide after the reduction (such as 0
@@ -98,11 +211,18 @@ def wrap_periodic(xp: ModuleType, x: Array, knots: Array, values: Array, period:
     """
     x = _mod(x, period)
     reduced = _mod(knots, period)
-    order = xp.argsort(reduced, stable=True)
-    k = xp.take(reduced, order)
-    v = xp.take(values, order)
-    knots = xp.concat([k[-1:] - period, k, k[:1] + period])
-    values = xp.concat([v[-1:], v, v[:1]])
+    order = xp.argsort(reduced, axis=-1, stable=True)
+    if knots.ndim == 1:
+        k = xp.take(reduced, order)
+        v = xp.take(values, order)
+    else:
+        shape = knots.shape
+        rows = (-1, shape[-1])
+        k, v = (
+            xp.reshape(hooks.take(xp, xp.reshape(a, rows), xp.reshape(order, rows)), shape) for a in (reduced, values)
+        )
+    knots = xp.concat([k[..., -1:] - period, k, k[..., :1] + period], axis=-1)
+    values = xp.concat([v[..., -1:], v, v[..., :1]], axis=-1)
     return x, knots, values
 
 

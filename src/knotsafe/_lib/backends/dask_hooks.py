@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from knotsafe._lib.backends.hooks import BackendHooks
+from knotsafe._lib.backends.hooks import BackendHooks, generic_take
 
 
 def _consolidate(a: Any) -> Any:
@@ -22,7 +22,7 @@ def _consolidate(a: Any) -> Any:
 
 
 def _take(xp: Any, a: Any, index: Any) -> Any:
-    return xp.take(_consolidate(a), index)
+    return generic_take(xp, _consolidate(a), index)
 
 
 def make_hooks() -> BackendHooks:

@@ -45,13 +45,60 @@ def generic_is_concrete(a: Array) -> bool:
 
 
 def generic_take(xp: Namespace, a: Array, index: Array) -> Array:
-    """``a[index]`` for a 1-D ``a`` and in-range integer ``index`` (standard API)."""
-    return xp.take(a, index)
+    """``a[index]`` along the last axis, for in-range integer ``index`` (standard API).
+
+    1-D ``a``: ``index`` of any shape.  2-D ``a`` (rows of a batched call):
+    ``index`` of shape ``(rows, M)``, row ``r`` read from ``a[r]``, through one
+    gather from the flattened rows.
+    """
+    if a.ndim == 1:
+        return xp.take(a, index)
+    rows, n = a.shape
+    flat = xp.reshape(index + row_offsets(xp, rows, n, index), (-1,))
+    return xp.reshape(xp.take(xp.reshape(a, (-1,)), flat), index.shape)
+
+
+def row_offsets(xp: Namespace, rows: int, n: int, like: Array) -> Array:
+    """``arange(rows)[:, None] * n`` in ``like``'s integer dtype and device: row ``r``'s start in the flattened rows."""
+    return xp.reshape(xp.arange(rows, dtype=like.dtype, device=compat.device(like)) * n, (rows, 1))
 
 
 def generic_searchsorted(xp: Namespace, knots: Array, x: Array) -> Array:
-    """Right-sided ``searchsorted``: the number of knots ``<= x`` (standard API)."""
-    return xp.searchsorted(knots, x, side="right")
+    """Right-sided ``searchsorted``: the number of knots ``<= x`` (standard API).
+
+    1-D ``knots``: ``xp.searchsorted``.  2-D ``knots`` (rows, L) with ``x``
+    (rows, M): row by row, in one vectorised branch-free binary search
+    (:func:`searchsorted_rows`), since the standard's ``searchsorted`` takes
+    one sorted 1-D array.
+    """
+    if knots.ndim == 1:
+        return xp.searchsorted(knots, x, side="right")
+    return searchsorted_rows(xp, knots, x, generic_take)
+
+
+def searchsorted_rows(xp: Namespace, knots: Array, x: Array, take: Callable[[Namespace, Array, Array], Array]) -> Array:
+    """The number of ``knots[r] <= x[r]`` per row, for ``knots`` (rows, L) and ``x`` (rows, M).
+
+    A binary search over all queries at once: ``ceil(log2(L + 1))`` rounds,
+    each one gather (``take``, row-aware) and one comparison, in the default
+    integer dtype.  ``not knots > x`` is the test, so a NaN query counts every
+    knot, as ``numpy.searchsorted`` puts NaN after every number.
+    """
+    n = knots.shape[-1]
+    dev = compat.device(x)
+    info = xp.__array_namespace_info__()
+    int_dtype = info.default_dtypes(device=dev)["integral"]
+    count = xp.zeros(x.shape, dtype=int_dtype, device=dev)
+    if n == 0:
+        return count
+    step = 1 << (n.bit_length() - 1)
+    while step:
+        cand = count + step
+        fits = cand <= n
+        probe = take(xp, knots, xp.where(fits, cand - 1, xp.zeros_like(cand)))
+        count = xp.where(fits & ~(probe > x), cand, count)
+        step >>= 1
+    return count
 
 
 def generic_scatter_add(xp: Namespace, size: int, index: Array, src: Array) -> Array:
@@ -86,9 +133,10 @@ _REQUIRED_HOOKS = frozenset(
 #: The hooks that may be None (no native version: knotsafe's own is used).
 _OPTIONAL_HOOKS = frozenset(("forward", "linearize", "complex_parts", "layout_problem"))
 
-#: ``(rule, x, knots, values) -> out``; ``rule`` is a :class:`knotsafe._lib.rule.InterpRule`, which
-#: carries these hooks (this module sits below the rule and does not import it).
-Linearize = Callable[[Any, Array, Array, Array], Array]
+#: ``(rule, x, knots, values, left, right) -> out``; ``rule`` is a :class:`knotsafe._lib.rule.InterpRule`,
+#: which carries these hooks (this module sits below the rule and does not import it); ``left``/``right``
+#: are the bound arrays of the rule's ``"value"`` ends, None for the others.
+Linearize = Callable[[Any, Array, Array, Array, Any, Any], Array]
 Forward = Callable[[Array, Array, Array, Any, Any], Array | None]
 
 
@@ -111,10 +159,13 @@ class BackendHooks:
         bins and 0 in duplicate bins without creating inf/NaN anywhere.
     searchsorted
         ``(xp, knots, x) -> idx``, right-sided (``numpy.searchsorted(...,
-        side="right")``).
+        side="right")``).  Batched calls pass 2-D ``knots`` (rows, L) and
+        ``x`` (rows, M) and expect each row searched in its own knots.
     take
         ``(xp, a, index) -> a[index]`` for 1-D ``a`` and indices known to be
         in range (a backend may skip the standard's negative-index handling).
+        Batched calls pass 2-D ``a`` (rows, N) and ``index`` (rows, M): row
+        ``r`` of the result is ``a[r][index[r]]`` (``take_along_axis``).
     scatter_add
         ``(xp, size, index, src) -> out`` accumulating repeated indices,
         differentiable with respect to ``src``.
@@ -127,8 +178,9 @@ class BackendHooks:
         ``a -> bool``: whether data-dependent input checks may read ``a``
         (False for traced or lazy arrays, such as under ``jax.jit``).
     linearize
-        Optional ``(rule, x, knots, values) -> out``: evaluate the interpolation
-        with the gradient rule attached.  None (the default): the rule's own
+        Optional ``(rule, x, knots, values, left, right) -> out``: evaluate the
+        interpolation with the gradient rule attached (``left``/``right``: the
+        bound arrays, differentiable, or None).  None (the default): the rule's own
         ``stop_gradient`` linearisation (:func:`knotsafe._lib.rule.generic_linearize`).
         Backends override it with a native custom derivative (``jax.custom_jvp``,
         ``torch.autograd.Function``).

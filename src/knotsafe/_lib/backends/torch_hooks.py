@@ -14,8 +14,10 @@ from knotsafe._lib.rule import AnyNan, InterpRule, Partials
 def _take(xp: Any, a: Any, idx: Any) -> Any:
     # The rule's indices are in range: skip array_api_compat's negative-index
     # `where` (three passes over the queries per gather).  index_select (not
-    # take) has a torch.func batching rule.
-    return torch.index_select(a, 0, idx)
+    # take) has a torch.func batching rule; so has gather, for rows.
+    if a.ndim == 1:
+        return torch.index_select(a, 0, idx)
+    return torch.gather(a, 1, idx)
 
 
 class _InterpFunction(torch.autograd.Function):
@@ -27,22 +29,30 @@ class _InterpFunction(torch.autograd.Function):
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(x: Any, knots: Any, values: Any, rule: InterpRule, needs: tuple[bool, bool, bool]) -> Any:  # type: ignore[override]
+    def forward(  # type: ignore[override]
+        x: Any, knots: Any, values: Any, lo: Any, hi: Any, rule: InterpRule, needs: tuple[bool, ...]
+    ) -> Any:
         # Only first derivatives use these partials (second derivatives and
         # forward mode recompute them, see _partials): the cheaper form, and
         # only those a gradient of an input in `needs` reads (the others are
-        # empty placeholders).
-        out, p = rule.value_and_partials(x, knots, values, first_order=True, any_nan=_any_nan_reader(x), needs=needs)
+        # empty placeholders).  `lo`/`hi`: the "value" bounds or None.
+        out, p = rule.value_and_partials(
+            x, knots, values, first_order=True, any_nan=_any_nan_reader(x), needs=needs, lo=lo, hi=hi
+        )
         empty = x.new_empty((0,))
-        return out, p.j, *(empty if a is None else a for a in (p.dx, p.a0, p.a1))
+        # The bounds' weights are outputs only for "value" ends (AOTAutograd
+        # rejects a placeholder that no input can need).
+        weights = [w for w, end in ((p.bl, rule.left), (p.br, rule.right)) if end == "value"]
+        return out, p.j, *(empty if a is None else a for a in (p.dx, p.a0, p.a1, *weights))
 
     @staticmethod
     def setup_context(ctx: Any, inputs: Any, output: Any) -> None:
-        x, knots, values, rule, _ = inputs
+        x, knots, values, _, _, rule, _ = inputs
         _, *partials = output
         ctx.mark_non_differentiable(*partials)
         # The inputs are saved too: second derivatives recompute the partials
-        # from them with differentiable operations.
+        # from them with differentiable operations (the bounds' weights do not
+        # depend on the bounds).
         ctx.save_for_backward(x, knots, values, *partials)
         ctx.save_for_forward(x, knots, values, *partials)
         ctx.rule = rule
@@ -51,29 +61,34 @@ class _InterpFunction(torch.autograd.Function):
     def backward(ctx: Any, g: Any, *_: Any) -> Any:  # type: ignore[override]
         p = _partials(ctx)
         n = ctx.saved_tensors[1].shape[-1]
-        return (*p.cotangent(g, n, tuple(ctx.needs_input_grad[:3])), None, None)
+        return (*p.cotangent(g, n, tuple(ctx.needs_input_grad[:5])), None, None)
 
 
 class _Interp(_InterpFunction):
     """The eager Function: adds forward mode (``torch.func.jvp``, ``jacfwd``)."""
 
     @staticmethod
-    def jvp(ctx: Any, x_t: Any, knots_t: Any, values_t: Any, *_: Any) -> Any:
-        return _partials(ctx, saved=False).tangent(x_t, knots_t, values_t), None, None, None, None
+    def jvp(ctx: Any, x_t: Any, knots_t: Any, values_t: Any, lo_t: Any, hi_t: Any, *_: Any) -> Any:
+        t = _partials(ctx, saved=False).tangent(x_t, knots_t, values_t, lo_t, hi_t)
+        # One tangent per output: the non-differentiable partials get None.
+        return t, *([None] * (len(ctx.saved_tensors) - 3))
 
 
 def _partials(ctx: Any, saved: bool = True) -> Partials:
     """The partials for a derivative rule: the saved ones (first-order
     reverse mode, each needed one was computed), or recomputed."""
-    x, knots, values, j, dx, a0, a1 = ctx.saved_tensors
+    x, knots, values, j, dx, a0, a1, *weights = ctx.saved_tensors
     rule: InterpRule = ctx.rule
+    bl = weights.pop(0) if rule.left == "value" else None
+    br = weights.pop(0) if rule.right == "value" else None
     if torch.is_grad_enabled() or not saved:
         # A derivative of this derivative may be taken (create_graph=True,
         # torch.func): the partials as differentiable functions of the inputs.
         # Same arithmetic as the forward, so the same values; the saved bins
         # replace the search and the forward values are not recomputed.
         return rule.value_and_partials(x, knots, values, with_value=False, j=j)[1]
-    return rule.partials(j, dx, a0, a1)
+    # An empty placeholder is never read: `needs` said no gradient asks for it.
+    return rule.partials(j, dx, a0, a1, bl, br)
 
 
 def _any_nan_reader(x: Any) -> AnyNan | None:
@@ -116,23 +131,37 @@ def _plain_tensor(t: Any) -> bool:
     return not (wrapped or dual)
 
 
-def _linearize(rule: InterpRule, x: Any, knots: Any, values: Any) -> Any:
+def _linearize(rule: InterpRule, x: Any, knots: Any, values: Any, lo: Any, hi: Any) -> Any:
+    inputs = (x, knots, values, lo, hi)
     if torch.compiler.is_compiling():
-        if not (x.requires_grad or knots.requires_grad or values.requires_grad):
-            return rule.value(x, knots, values)
+        if not any(a is not None and a.requires_grad for a in inputs):
+            return rule.value(x, knots, values, lo=lo, hi=hi)
         # torch.compile cannot trace a Function with a jvp: reverse mode only
         # (forward mode through a compiled function raises torch's own error).
         # Every partial: with two of them empty placeholders (only x needing
         # a gradient) AOTAutograd fails ("Placeholder node not found in env").
-        return _InterpFunction.apply(x, knots, values, rule, (True, True, True))[0]  # type: ignore[no-untyped-call]
+        all_needed = (True, True, True, lo is not None, hi is not None)
+        return _InterpFunction.apply(*_distinct(inputs), rule, all_needed)[0]  # type: ignore[no-untyped-call]
     # A plain tensor carries no autodiff information: no derivative with
     # respect to it can be asked for through this call.
-    needs = (not _plain_tensor(x), not _plain_tensor(knots), not _plain_tensor(values))
+    needs = tuple(a is not None and not _plain_tensor(a) for a in inputs)
     if not any(needs):
         # Nothing can ask for a derivative: forward values only, without the
         # partials (same arithmetic as the Function's first output).
-        return rule.value(x, knots, values, _any_nan_reader(x))
-    return _Interp.apply(x, knots, values, rule, needs)[0]  # type: ignore[no-untyped-call]
+        return rule.value(x, knots, values, _any_nan_reader(x), lo=lo, hi=hi)
+    return _Interp.apply(*inputs, rule, needs)[0]  # type: ignore[no-untyped-call]
+
+
+def _distinct(inputs: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``inputs`` with a repeated tensor (``left`` and ``right`` the same bound,
+    queries that are the knots) replaced by a view of it: torch.compile
+    rejects one tensor passed twice to a Function."""
+    out: list[Any] = []
+    for t in inputs:
+        if t is not None and any(t is u for u in out):
+            t = t.view_as(t)
+        out.append(t)
+    return tuple(out)
 
 
 def _scatter_add(xp: Any, size: int, index: Any, src: Any) -> Any:
@@ -141,7 +170,26 @@ def _scatter_add(xp: Any, size: int, index: Any, src: Any) -> Any:
 
 def _searchsorted(xp: Any, knots: Any, x: Any) -> Any:
     # torch copies (and warns about) non-contiguous inputs; column views are common.
-    return torch.searchsorted(knots.contiguous(), x.contiguous(), right=True)
+    # 2-D knots and queries: each row is searched in its own knots.
+    return torch.searchsorted(_contiguous(knots), _contiguous(x), right=True)
+
+
+def _contiguous(t: Any) -> Any:
+    """``t`` with contiguous memory, also under ``torch.vmap``/``torch.func``.
+
+    A functorch-wrapped tensor reports the strides of one sample, so
+    ``contiguous()`` keeps a strided batch (a slice of batched knots) and
+    ``torch.searchsorted``'s batching rule warns about it; a clone in
+    contiguous format lays out the whole batch.
+    """
+    if not torch.compiler.is_compiling():
+        try:
+            wrapped = torch._C._functorch.is_functorch_wrapped_tensor(t)
+        except Exception:
+            wrapped = False
+        if wrapped:
+            return t.clone(memory_format=torch.contiguous_format)
+    return t.contiguous()
 
 
 def _erf(xp: Any, x: Any) -> Any:
