@@ -1,7 +1,8 @@
 """Junk arguments raise an exception naming the argument, before any computation.
 
-Strings and booleans are not numbers (``float("1")`` and ``float(True)`` would take them); a single NaN knot is a
-NaN knot; PyTorch's sparse and nested tensors are not arrays knotsafe can compute on.
+Strings and booleans are not numbers (``float("1")`` and ``float(True)`` would take them), for ``interp``'s
+numbers and the kernel method's ``bandwidth``; a single NaN knot is a NaN knot; PyTorch's sparse and nested
+tensors are not arrays knotsafe can compute on.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pytest
 
 import knotsafe
 from knotsafe import rectangular
-from tests._support import asarray, backend_module, has_float64
+from tests._support import asarray, backend_module, has_float64, to_numpy
 
 JUNK = ["1", b"1", True, False, np.True_, np.array(True)]
 
@@ -58,6 +59,24 @@ def test_a_single_nan_knot_raises(xp: ModuleType) -> None:
     np.testing.assert_array_equal(
         np.asarray(knotsafe.interp(*(asarray(xp, a, dt) for a in ([0.5], [2.0], [1.0])))), [1.0]
     )
+
+
+def _kernel_points(xp: ModuleType) -> Any:
+    return asarray(xp, [[0.0, 1.0], [1.0, 3.0], [0.5, 2.0]], "float64" if has_float64(xp) else "float32")
+
+
+@pytest.mark.parametrize("bandwidth", ["0.1", b"0.1", True, False, np.True_, [True, 0.1], ["0.1", 0.1], object()])
+def test_kernel_bandwidth_that_is_not_a_number_raises(xp: ModuleType, bandwidth: object) -> None:
+    with pytest.raises(TypeError, match="`bandwidth`"):
+        knotsafe.create_transforms(_kernel_points(xp), method="kernel", bandwidth=bandwidth)
+
+
+def test_kernel_bandwidth_numbers_and_lists_are_accepted(xp: ModuleType) -> None:
+    # Lazy Dask points size the node grid from a static span_ratio (here span / h <= 4).
+    lazy = {"span_ratio": 10.0} if xp.__name__.startswith("array_api_compat.dask") else {}
+    for bandwidth in (1, 0.5, np.float32(0.5), [0.5, 1], (0.5, 1.0)):
+        t, _ = knotsafe.create_transforms(_kernel_points(xp), method="kernel", bandwidth=bandwidth, **lazy)
+        assert np.all(np.isfinite(to_numpy(t(_kernel_points(xp)))))
 
 
 def _layouts() -> list[tuple[str, Any]]:

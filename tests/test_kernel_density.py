@@ -26,6 +26,7 @@ from tests import _support
 from tests import pyautoarray_kernel as ref
 from tests._support import backend_module, exact_kernel_transform, kernel_points, to_numpy
 from tests.pyautoarray_kernel import kernel_cdf
+from tests.test_kernel_density_accuracy import exact_u
 
 #: Lazy Dask points need ``span_ratio=`` (the node grid is a static shape): tests/test_scale_out.py covers that path.
 _NO_LAZY = pytest.mark.skip_xp_backend(
@@ -33,10 +34,11 @@ _NO_LAZY = pytest.mark.skip_xp_backend(
 )
 
 
-# Bandwidths as fractions of each column's span, over the documented range span/1e4 .. span.
+# Bandwidths as fractions of each column's span, span/1e4 .. span (the whole accepted range, both
+# ends, is in tests/test_kernel_density_accuracy.py).
 FRACTIONS = [1e-4, 1e-3, 1e-2, 1 / 30, 0.3, 1.0]
-# Accuracy contract (float64): the module's proven bound is 9.6e-13 for h <= span
-# (Hermite remainder 8.2e-14 per F value, four of them over F(hi) - F(lo) >= 0.341);
+# Accuracy contract (float64): the module's proven bound is 7.0e-13 for every accepted h
+# (Hermite remainder 8.2e-14 per F value, two of them over F(hi) - F(lo) >= 0.234);
 # rounding of sums of O(1) terms adds O(1e-15).
 U_TOL64 = 1e-12
 
@@ -417,6 +419,114 @@ def test_float32_gradients_finite(autodiff: _support.AutoDiff, xp: ModuleType) -
         assert np.isfinite(g).all() and np.abs(g).max() > 0
 
 
+# --- derivatives at the clamped ends -------------------------------------------------------------
+# u(q) is 0 below a column's smallest point, 1 from its largest on, and the kernel CDF between: it
+# has a kink at both ends.  Autodiff returns the right-hand derivative there (as the rank method and
+# knotsafe.interp do): at q = min that of the kernel CDF, at q = max that of the constant 1, zero.
+# (With clip JAX split the tied gradient in half and PyTorch passed it whole: a factor of 2 between
+# backends, in the mesh's weight Jacobians too whenever the over-sampled grid contains the data
+# points.)  References: one-sided differences of the exact kernel sum
+# (tests.test_kernel_density_accuracy.exact_u) and of the NumPy transcription of PyAutoArray's
+# kernel mesh (tests.pyautoarray_kernel).
+
+END_H = 0.5
+#: One-sided difference step (relative to the span) and its truncation error: O(step) of u''.
+END_STEP = 1e-7
+END_RTOL = 1e-5
+
+
+def _end_points() -> np.ndarray:
+    """The issue's column [0, 0.4, 1] and a second column of other data."""
+    return np.array([[0.0, 2.0], [0.4, -1.0], [1.0, 0.5], [0.7, 3.0]])
+
+
+def _right_difference(f: Any, x: np.ndarray, step: np.ndarray) -> np.ndarray:
+    return (f(x + step) - f(x)) / step
+
+
+def test_transform_at_the_column_ends_is_right_hand(autodiff: _support.AutoDiff, xp: ModuleType) -> None:
+    """d u / d q at q = min and q = max of each column: the right-hand difference (0 at max)."""
+    _need_float64(xp)
+    p = _end_points()
+    lo, hi = p.min(axis=0), p.max(axis=0)
+    q = np.stack([lo, hi])
+    t, _ = knotsafe.create_transforms(xp.asarray(p), method="kernel", bandwidth=END_H)
+    (g,) = autodiff.grad(t, [xp.asarray(q)], [0])
+    step = END_STEP * (hi - lo)
+    expected = _right_difference(lambda x: exact_u(p, None, np.array([END_H, END_H]), x), q, step)
+    np.testing.assert_allclose(g[0], expected[0], rtol=END_RTOL)
+    assert np.all(g[0] > 0)
+    assert np.all(g[1] == 0.0) and np.all(expected[1] == 0.0)
+
+
+def test_right_hand_derivative_at_the_ends_agrees_between_jax_and_torch() -> None:
+    """The issue's case: 0.913 (the right-hand difference) at the minimum on both, 0 at the maximum."""
+    grads = {}
+    p = np.array([[0.0], [0.4], [1.0]])
+    for name in ("jax", "torch"):
+        if not _support.selected(name):
+            continue
+        ad = _support.AUTODIFF[name]
+        ns = _support.backend_module(name, "jax.numpy" if name == "jax" else "torch")
+        if name == "jax" and not _support.has_float64(ns):
+            continue
+        t, _ = knotsafe.create_transforms(ns.asarray(p), method="kernel", bandwidth=END_H)
+        grads[name] = [ad.grad(t, [ns.asarray([[x]])], [0])[0].item() for x in (0.0, 1.0)]
+    if not grads:
+        pytest.skip("needs JAX (x64) or PyTorch")
+    step = END_STEP
+    at_min = exact_u(p, None, np.array([END_H]), np.array([[step]])) - exact_u(
+        p, None, np.array([END_H]), np.array([[0.0]])
+    )
+    for g in grads.values():
+        assert g[0] == pytest.approx(at_min.item() / step, rel=END_RTOL)
+        assert g[0] == pytest.approx(0.913, abs=1e-3)
+        assert g[1] == 0.0
+
+
+def test_inverse_at_zero_and_one_is_right_hand(autodiff: _support.AutoDiff, xp: ModuleType) -> None:
+    """d x / d v at v = 0 is 1 / u'(min) (the right-hand one), at v = 1 it is 0 (x stays at max)."""
+    _need_float64(xp)
+    p = _end_points()
+    lo, hi = p.min(axis=0), p.max(axis=0)
+    _, inv = knotsafe.create_transforms(xp.asarray(p), method="kernel", bandwidth=END_H)
+    (g,) = autodiff.grad(inv, [xp.asarray(np.array([[0.0, 0.0], [1.0, 1.0]]))], [0])
+    step = END_STEP * (hi - lo)
+    slope_at_min = _right_difference(lambda x: exact_u(p, None, np.array([END_H, END_H]), x), lo[None, :], step)[0]
+    np.testing.assert_allclose(g[0], 1.0 / slope_at_min, rtol=END_RTOL)
+    assert np.all(g[1] == 0.0)
+
+
+def test_mesh_weight_jacobian_at_sub_size_one_is_right_hand(autodiff: _support.AutoDiff, xp: ModuleType) -> None:
+    """Sub-size 1: the over-sampled grid is the data grid, so it contains the column minima and
+    maxima.  d weights / d over at those points is the right-hand difference of PyAutoArray's
+    kernel mesh (transcribed in NumPy), hence the same on every backend."""
+    _need_float64(xp)
+    rng = np.random.default_rng(4)
+    data = rng.uniform(-1.0, 1.0, (25, 2))
+    n = 6
+    c = rng.normal(size=(25, 4))
+    ends = [int(f(data[:, axis])) for axis in (0, 1) for f in (np.argmin, np.argmax)]
+
+    def objective(over: Any) -> Any:
+        _, w = rectangular.mappings_weights(n, xp.asarray(data), over, transform="kernel")
+        return xp.sum(w * xp.asarray(c), axis=1)
+
+    (g,) = autodiff.grad(objective, [xp.asarray(data)], [0])
+    span = data.max(axis=0) - data.min(axis=0)
+    for row, axis in zip(ends, [0, 0, 1, 1], strict=True):
+        step = END_STEP * span[axis]
+
+        def at(shift: float, row: int = row, axis: int = axis) -> float:
+            over = data.copy()
+            over[row, axis] += shift
+            _, w = ref.mappings_weights(n, data, over)
+            return float(np.sum(w[row] * c[row]))
+
+        expected = (at(step) - at(0.0)) / step
+        assert g[row, axis] == pytest.approx(expected, rel=END_RTOL, abs=1e-9)
+
+
 # --- arguments ------------------------------------------------------------------------------------
 
 
@@ -467,13 +577,14 @@ def test_kernel_span_ratio_is_checked(span_ratio: object) -> None:
         knotsafe.create_transforms(pts, method="kernel", bandwidth=1.0, span_ratio=span_ratio)
 
 
-def test_kernel_span_ratio_below_the_data_span_gives_nan() -> None:
+def test_kernel_span_ratio_below_the_data_span_raises() -> None:
     """A ``span_ratio`` below a column's ``(max - min) / bandwidth`` (here 4 / 0.25 = 16 > 2) sizes
-    the node grid too small for that column, which the docstring says gives NaN, never a number
-    computed on a grid that does not cover the data."""
+    the node grid too small for that column: on concrete data a ValueError naming ``span_ratio``,
+    never a number computed on a grid that does not cover the data (under tracing: NaN,
+    tests/test_unreadable_data_gives_nan.py)."""
     pts = np.array([[0.0, 0.0], [1.0, 0.1], [4.0, 0.2], [2.5, 0.3]])
-    tr, _ = knotsafe.create_transforms(pts, method="kernel", bandwidth=0.25, span_ratio=2.0)
-    assert np.all(np.isnan(tr(np.array([[0.5, 0.15], [3.0, 0.05]]))[:, 0]))
+    with pytest.raises(ValueError, match="`span_ratio`"):
+        knotsafe.create_transforms(pts, method="kernel", bandwidth=0.25, span_ratio=2.0)
 
 
 def test_traced_points_need_span_ratio() -> None:
@@ -484,6 +595,71 @@ def test_traced_points_need_span_ratio() -> None:
     p = jnp.asarray(kernel_points()[0], dtype=jnp.float32)
     with pytest.raises(ValueError, match="span_ratio"):
         jax.jit(lambda pp: knotsafe.create_transforms(pp, method="kernel", bandwidth=1.0)[0](pp))(p)
+
+
+def _argument_points(xp: ModuleType, dtype_name: str = "float64") -> Any:
+    return _support.asarray(xp, np.array([[0.0, 1.0], [1.0, 3.0], [0.5, 2.0]]), dtype_name)
+
+
+@pytest.mark.skip_xp_backend("dask", reason="lazy data are not checked: tests/test_unreadable_data_gives_nan.py")
+@pytest.mark.parametrize("dtype_name", ["float64", "float32"])
+def test_too_small_span_ratio_on_concrete_data_raises(xp: ModuleType, dtype_name: str) -> None:
+    """The issue's case: span / h = 100 > span_ratio = 10 (it gave NaN)."""
+    if dtype_name == "float64" and not _support.has_float64(xp):
+        pytest.skip("float64 needs JAX_ENABLE_X64=1")
+    p = _support.asarray(xp, np.array([[0.0], [1.0]]), dtype_name)
+    with pytest.raises(ValueError, match="`span_ratio`"):
+        knotsafe.create_transforms(p, method="kernel", bandwidth=0.01, span_ratio=10.0)
+    # Just enough: accepted, and the outputs are numbers.
+    t, _ = knotsafe.create_transforms(p, method="kernel", bandwidth=0.01, span_ratio=100.0)
+    assert np.all(np.isfinite(_support.to_numpy(t(p))))
+
+
+@pytest.mark.skip_xp_backend("dask", reason="lazy data are not checked: tests/test_unreadable_data_gives_nan.py")
+@pytest.mark.parametrize("span_ratio", [float("inf"), 1e300, 3e6, True])
+def test_span_ratio_out_of_range_names_span_ratio(xp: ModuleType, span_ratio: object) -> None:
+    """inf (message without `span_ratio` before), too large for the node grid (blamed `bandwidth`), a bool."""
+    with pytest.raises((TypeError, ValueError)) as info:
+        knotsafe.create_transforms(_argument_points(xp), method="kernel", bandwidth=0.1, span_ratio=span_ratio)
+    assert "`span_ratio`" in str(info.value)
+    assert "`bandwidth`" not in str(info.value)
+
+
+@pytest.mark.skip_xp_backend("dask", reason="lazy data are not checked: tests/test_unreadable_data_gives_nan.py")
+@pytest.mark.parametrize("dtype_name", ["float64", "float32"])
+def test_bandwidth_too_large_for_the_data_raises(xp: ModuleType, dtype_name: str) -> None:
+    """span / h below smallest_normal / eps: F(max) - F(min) would be subnormal or zero (NaN
+    outputs before); just above it the outputs are right (tests/test_kernel_density_accuracy.py)."""
+    if dtype_name == "float64" and not _support.has_float64(xp):
+        pytest.skip("float64 needs JAX_ENABLE_X64=1")
+    info = np.finfo(dtype_name)
+    smallest = float(info.smallest_normal) / float(info.eps)
+    for h in (2.0 / (smallest / 2), float(info.max)):  # span 2 in column 1
+        with pytest.raises(ValueError, match="`bandwidth` is too large"):
+            knotsafe.create_transforms(_argument_points(xp, dtype_name), method="kernel", bandwidth=h)
+
+
+@pytest.mark.skip_xp_backend("dask", reason="lazy data are not checked: tests/test_unreadable_data_gives_nan.py")
+def test_overflowing_column_range_raises(xp: ModuleType) -> None:
+    """Finite points whose max - min overflows: named `points` (it was blamed on `bandwidth`)."""
+    if not _support.has_float64(xp):
+        pytest.skip("float64 needs JAX_ENABLE_X64=1")
+    p = _support.asarray(xp, np.array([[-1e308, 0.0], [1e308, 1.0]]))
+    with pytest.raises(ValueError, match="`points` has a column whose range"):
+        knotsafe.create_transforms(p, method="kernel", bandwidth=1.0)
+
+
+@pytest.mark.skip_xp_backend("dask", reason="lazy data are not checked: tests/test_unreadable_data_gives_nan.py")
+def test_mesh_bandwidth_is_checked(xp: ModuleType) -> None:
+    data = _support.asarray(xp, np.random.default_rng(0).uniform(size=(20, 2)))
+    for bad in ("1", True, None):
+        with pytest.raises(TypeError, match="`bandwidth`"):
+            rectangular.mappings_weights(6, data, data, transform="kernel", bandwidth=bad)
+    for bad in (0.0, -1.0, float("inf"), float("nan"), 1e31):
+        with pytest.raises(ValueError, match="`bandwidth`"):
+            rectangular.mappings_weights(6, data, data, transform="kernel", bandwidth=bad)
+    _, w = rectangular.mappings_weights(6, data, data, transform="kernel", bandwidth=1e30)
+    assert np.all(np.isfinite(_support.to_numpy(w)))
 
 
 # --- the mesh with transform="kernel" -------------------------------------------------------------

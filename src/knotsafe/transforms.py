@@ -59,11 +59,16 @@ def create_transforms(
     method : {"rank", "kernel"}
         ``"kernel"``: the kernel-density CDF ``u(q) = clip((F(q) - F(lo)) /
         (F(hi) - F(lo)), 0, 1)`` with ``F(q) = sum_i w_i Phi((q - p_i) / h)``
-        per column, within 1e-12 of the exact sum in float64 for ``h <=
-        span`` (see ``docs/kernel-transform.md`` and
-        :mod:`knotsafe._lib.kde.cdf`).
+        per column, within 1e-12 of the exact sum in float64 for every
+        accepted bandwidth, ``span / 2,097,151 <= h <= span / 1e-292``
+        (float32: ``span / 9.9e-32``), and about one float32 eps in float32
+        (see ``docs/kernel-transform.md`` and :mod:`knotsafe._lib.kde.cdf`).
+        Its derivatives at ``q = min`` and ``q = max`` of a column are the
+        right-hand ones (zero at the maximum).
     bandwidth : float or array of shape (D,)
-        ``h`` in data units, required for (and only for) ``method="kernel"``.
+        ``h`` in data units, required for (and only for) ``method="kernel"``:
+        a real number, a sequence of them or an array (not a string or a
+        bool).
     n_knots : int, optional
         ``method="kernel"`` only: invert by linear interpolation on
         ``n_knots`` knots ``lo + linspace(0, 1, n_knots) * (hi - lo)``
@@ -72,7 +77,8 @@ def create_transforms(
         ``method="kernel"`` only: a static upper bound on ``(max - min) /
         bandwidth`` per column, which sizes the node grid; required when the
         points or bandwidth are traced (``jax.jit``), where a column
-        exceeding it gives NaN.
+        exceeding it gives NaN.  On concrete data a column exceeding it
+        raises ``ValueError``.
     xp : namespace, optional
         Array namespace (numpy, jax.numpy, torch, array_api_strict, ...);
         default inferred from ``points``.
@@ -86,8 +92,8 @@ def create_transforms(
     transform : callable
         ``(K, D) -> (K, D)`` array in ``[0, 1]``: 0 below a column's smallest
         point, 1 above its largest.  Results are in the floating dtype of the
-        queries and points (float16/bfloat16 are computed in float32 and
-        cast back once).
+        queries and points, and computed in it (float16/bfloat16 are
+        computed in float32 and cast back once).
     inv_transform : callable
         ``(K, D) -> (K, D)``, clamped to each column's range like
         ``numpy.interp``.
@@ -102,7 +108,14 @@ def create_transforms(
     TypeError
         Both ``weights`` and ``mesh_weight_map`` given; arrays from two
         libraries; complex ``points``, weights or queries (the message names
-        the argument).
+        the argument); a ``bandwidth`` or ``span_ratio`` that is not a
+        number.
+
+    With ``method="kernel"`` also ``ValueError`` naming ``bandwidth`` (not
+    positive and finite, or outside the accepted range), ``span_ratio``
+    (not finite, too large for the node grid, or below a column's
+    ``(max - min) / bandwidth``) or ``points`` (a zero spread, or a
+    ``max - min`` that overflows).
 
     Notes
     -----

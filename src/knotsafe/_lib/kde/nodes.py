@@ -1,8 +1,10 @@
-"""Node tables of the kernel CDF: ``F``, ``delta F'``, ``delta^2 F''``, ``delta^3 F'''`` on a grid.
+"""Node tables of the kernel CDF: ``F - 1/2``, ``delta F'``, ``delta^2 F''``, ``delta^3 F'''`` on a grid.
 
 Two exact-to-rounding ways to sum the stencils of :mod:`knotsafe._lib.kde.cdf`
 (each point in cell ``b`` at fraction ``f`` adds ``g_q((j - f) rho)`` to node
-``b + j`` for ``j = -M + 1 .. M``, ``rho = delta / h``):
+``b + j`` for ``j = -M + 1 .. M``, ``rho = delta / h``; ``g_0`` is ``Phi -
+1/2`` in the stencil's core ``|j| <= CORE`` and ``Phi - 1`` (``Phi``) above
+(below) it, the caller adding the ``+-1/2`` from prefix sums of the weights):
 
 * :func:`direct`: evaluate every stencil, O(N S), and scatter-add it.
 * :func:`moments`: expand ``g_q`` in Taylor series about the cell centre,
@@ -10,8 +12,8 @@ Two exact-to-rounding ways to sum the stencils of :mod:`knotsafe._lib.kde.cdf`
   ``e = f - 1/2`` in ``[-1/2, 1/2)``, so the tables are a convolution of the
   per-cell moments ``sum w e^m`` (m < MOMENTS) with fixed taps: O(N MOMENTS +
   G S MOMENTS).  Truncating after ``MOMENTS = 10`` terms leaves at most
-  ``(1/16)^10 / 10! max|He_9 phi| = 2.9e-17`` per unit weight (``rho = 1/8``,
-  ``|e| <= 1/2``), far below the interpolation bound.
+  ``(1/16)^10 / 10! max|He_9 phi| = 2.9e-17`` per unit weight (``rho <= 1/8``
+  to a relative ``2^-11``, ``|e| <= 1/2``), far below the interpolation bound.
 
 :func:`node_tables` picks the cheaper one (moments when the grid is small
 next to the number of points, as at the lens size with ``h = span / 30``).
@@ -34,11 +36,20 @@ _INV_SQRT2 = 0.7071067811865476
 _INV_SQRT2PI = 0.3989422804014327
 #: Force a path ("direct" or "moments"); None chooses by cost (tests set it).
 FORCE: str | None = None
+#: Core of the stencil: nodes ``|j| <= CORE`` from a point's cell get ``Phi - 1/2``
+#: (relative precision near the point, which keeps ``F(hi) - F(lo)`` exact to
+#: rounding when the span is a small part of a bandwidth); nodes beyond get
+#: ``Phi - 1`` above and ``Phi`` below, small, and the caller adds ``+-1/2``
+#: from prefix sums.  Small stencil sums keep a running-sum scatter (the
+#: standard-only ``scatter_add``) accurate.
+CORE = 8
 
 
 def _step(xp: ModuleType, j: Array, dtype: Any, dev: Any) -> Array:
-    """``-[j > 0]`` shifted by 1/2: the step part removed from ``Phi`` at relative node ``j``."""
-    return xp.where(j > 0, xp.asarray(-0.5, dtype=dtype, device=dev), xp.asarray(0.5, dtype=dtype, device=dev))
+    """The constant removed from ``Phi - 1/2`` at relative node ``j``: ``1/2`` above the core, ``-1/2`` below."""
+    half = xp.asarray(0.5, dtype=dtype, device=dev)
+    zero = xp.asarray(0.0, dtype=dtype, device=dev)
+    return xp.where(j > CORE, half, xp.where(j < -CORE, -half, zero))
 
 
 def direct(
@@ -51,7 +62,7 @@ def direct(
     z = (xp.astype(j, dtype)[None, None, :] - frac[:, :, None]) * r3  # (N, D, S): (node - point) / h
     wz = w[:, None, None]
     phi = xp.exp(-0.5 * z * z) * _INV_SQRT2PI
-    r = 0.5 * hooks.erf(xp, z * _INV_SQRT2) + _step(xp, j, dtype, dev)[None, None, :]
+    r = 0.5 * hooks.erf(xp, z * _INV_SQRT2) - _step(xp, j, dtype, dev)[None, None, :]
     wphi = wz * phi * r3
     vals = (wz * r, wphi, -(z * wphi) * r3, (z * z - 1.0) * wphi * r3 * r3)
     k = b[:, :, None] + j[None, None, :]
@@ -77,7 +88,7 @@ def _taps(xp: ModuleType, hooks: BackendHooks, rho: Array, j: Array) -> Array:
     for n in range(1, top):
         he.append(z * he[n] - n * he[n - 1])
     dphi = [(-1.0) ** n * he[n] * phi for n in range(top + 1)]
-    cdf_part = 0.5 * hooks.erf(xp, z * _INV_SQRT2) + _step(xp, j, dtype, dev)[None, :]
+    cdf_part = 0.5 * hooks.erf(xp, z * _INV_SQRT2) - _step(xp, j, dtype, dev)[None, :]
     tables = []
     for q in range(4):
         rows = []

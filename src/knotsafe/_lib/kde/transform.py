@@ -39,34 +39,57 @@ def kernel_transforms(
     No checks, no reads: ``points`` are finite with a positive spread per
     column, ``h`` positive (checked by the caller); ``grid`` nodes per
     column.  The returned callables take validated (K, D) arrays and compute
-    in the points' dtype.
+    in their dtype: queries of a wider floating dtype than the points (float64
+    queries of float32 points) get node tables built from the points cast to
+    it, as the rank method computes in the promoted dtype.
     """
     dim = points.shape[1]
     dtype = points.dtype
     m = n_knots
-    tabs = kc.build(xp, hooks, points, weights, h, grid)
+    own = kc.build(xp, hooks, points, weights, h, grid)
+    wider: dict[Any, kc.KernelTables] = {}
+
+    def tables(like: Array) -> kc.KernelTables:
+        if like.dtype == dtype:
+            return own
+        if like.dtype in wider:
+            return wider[like.dtype]
+
+        def cast(a: Array) -> Array:
+            return xp.astype(a, like.dtype)
+
+        # Two nodes of margin: the grid was sized from span / h rounded in the points' dtype.
+        tabs = kc.build(xp, hooks, cast(points), None if weights is None else cast(weights), cast(h), grid + 2)
+        # Kept only when concrete: tables traced inside one jax.jit must not leak into another call.
+        if hooks.is_concrete(tabs.tables[0]):
+            wider[like.dtype] = tabs
+        return tabs
 
     def transform(q: Array) -> Array:
         """Kernel-CDF coordinates of queries ``q`` of shape (K, D), in [0, 1]."""
-        return kc.forward(tabs, xp.astype(q, dtype, copy=False))
+        return kc.forward(tables(q), q)
 
     if m is None:
 
         def inv_transform(u: Array) -> Array:
             """Points whose kernel-CDF coordinates are ``u`` (K, D), clamped to [0, 1]."""
-            return kc.inverse(tabs, xp.astype(u, dtype, copy=False))
+            return kc.inverse(tables(u), u)
 
         return transform, inv_transform
 
-    frac = xp.linspace(0.0, 1.0, m, dtype=dtype, device=compat.device(points))
-    knots = tabs.lo[None, :] + frac[:, None] * (tabs.hi - tabs.lo)[None, :]  # (M, D)
-    knot_u = kc.forward(tabs, knots)
+    def knot_table(tabs: kc.KernelTables) -> tuple[Array, Array]:
+        frac = xp.linspace(0.0, 1.0, m, dtype=tabs.lo.dtype, device=compat.device(points))
+        knots = tabs.lo[None, :] + frac[:, None] * (tabs.hi - tabs.lo)[None, :]  # (M, D)
+        return knots, kc.forward(tabs, knots)
+
+    own_knots = knot_table(own)
 
     def inv_table(u: Array) -> Array:
         """Table inverse: ``interp(u, u(knots), knots)`` per column (clamped)."""
-        uu = xp.astype(u, dtype, copy=False)
+        tabs = tables(u)
+        knots, knot_u = own_knots if tabs is own else knot_table(tabs)
         opts: dict[str, Any] = {"left": None, "right": None, "knot_grad": knot_grad, "min_gap": min_gap}
-        cols = [interpolate(xp, hooks, uu[:, d], knot_u[:, d], knots[:, d], **opts) for d in range(dim)]
+        cols = [interpolate(xp, hooks, u[:, d], knot_u[:, d], knots[:, d], **opts) for d in range(dim)]
         return xp.stack(cols, axis=1)
 
     return transform, inv_table

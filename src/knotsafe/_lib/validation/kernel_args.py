@@ -7,6 +7,8 @@ own check (:class:`KernelArgs`), so the points are read once.
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -18,19 +20,32 @@ from knotsafe._lib.validation import namespace as _namespace
 
 Array = Any
 
+#: Largest mesh ``bandwidth`` (in units of span / n): span / h = n / bandwidth
+#: stays above float32's :func:`knotsafe._lib.kde.cdf.min_span_ratio` (1e-31) for n >= 3.
+MAX_MESH_BANDWIDTH = 1e30
+
+
+def _is_real_number(value: Any) -> bool:
+    # bool is an int (numpy's bool_ is no numbers.Real); a string would parse: both are mistakes here.
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
 
 def check_bandwidth(xp: ModuleType, bandwidth: Any, dim: int, dtype: Any, like: Array) -> Array:
     """``bandwidth``: a scalar or one per column, as a (D,) array (reads nothing)."""
     if bandwidth is None:
         raise TypeError("`bandwidth` is required for method='kernel' (the kernel width h in data units)")
+    message = f"`bandwidth` must be a positive number or one per column, got {bandwidth!r}"
     if compat.is_array_api_obj(bandwidth):
         _, arr = _namespace.resolve({"bandwidth": bandwidth}, xp)
         h = arr["bandwidth"]
     else:
+        values = bandwidth if isinstance(bandwidth, (list, tuple)) else [bandwidth]
+        if not all(_is_real_number(v) for v in values):
+            raise TypeError(message)
         try:
             h = xp.asarray(bandwidth, dtype=dtype, device=compat.device(like))
         except Exception as exc:
-            raise TypeError(f"`bandwidth` must be a positive number or one per column, got {bandwidth!r}") from exc
+            raise TypeError(message) from exc
     if not xp.isdtype(h.dtype, ("real floating", "integral")):
         raise TypeError(f"`bandwidth` must be real, got dtype {h.dtype}")
     h = xp.astype(h, dtype, copy=False)
@@ -44,6 +59,19 @@ def check_bandwidth(xp: ModuleType, bandwidth: Any, dim: int, dtype: Any, like: 
 def check_n_knots(n_knots: Any) -> int | None:
     """``n_knots``: None (the exact inverse) or an integer >= 2 (the table inverse)."""
     return None if n_knots is None else _namespace.check_integer("n_knots", n_knots, 2)
+
+
+def check_span_ratio(span_ratio: Any) -> tuple[float | None, int | None]:
+    """``span_ratio``: None, or a positive finite number; with the static node count it gives."""
+    if span_ratio is None:
+        return None, None
+    if isinstance(span_ratio, bool):
+        raise TypeError(f"`span_ratio` must be a positive real number or None, got {span_ratio!r}")
+    ratio = _namespace.check_optional_real("span_ratio", span_ratio, positive=True)
+    assert ratio is not None
+    if not math.isfinite(ratio):
+        raise ValueError(f"`span_ratio` must be finite (an upper bound on (max - min) / bandwidth), got {span_ratio!r}")
+    return ratio, kc.grid_size(ratio, "span_ratio")
 
 
 @dataclass(frozen=True)
@@ -60,6 +88,7 @@ class KernelArgs:
     h: Array  # (D,) bandwidth in the points' dtype
     n_knots: int | None
     span_ratio: float | None
+    span_grid: int | None  # the node count span_ratio gives
 
     def _ratio(self, xp: ModuleType, spread: Array) -> Array:
         # max over columns of span / h: it sizes the node grid, no gradient.
@@ -73,16 +102,46 @@ class KernelArgs:
         equal to :func:`knotsafe._lib.kde.cdf.grid_size`'s own ``ceil(C * ratio)``.
         Capped (at ``MAX_GRID``, also for inf and NaN) to fit the verdict's
         integer: a capped count is too large and raises in :meth:`grid`.
+        Conditions are checked in order, so each message names the first
+        cause: a bad bandwidth, a zero or overflowing spread, a bandwidth
+        too large for the kernel CDF's differences to be represented, and a
+        ``span_ratio`` below the data's.
         """
-        spread = xp.max(points, axis=0) - xp.min(points, axis=0)
+        sg = self.hooks.stop_gradient
+        lo, hi = sg(xp.min(points, axis=0)), sg(xp.max(points, axis=0))
+        spread = hi - lo
+        h = sg(self.h)
+        smallest = kc.min_span_ratio(xp, points.dtype)
         conditions = [
-            (~xp.all((self.h > 0) & xp.isfinite(self.h)), "`bandwidth` must be positive and finite"),
+            (~xp.all((h > 0) & xp.isfinite(h)), "`bandwidth` must be positive and finite"),
             (
                 ~xp.all(spread > 0),
                 "`points` has a column with zero spread: method='kernel' normalises by F(max) - F(min) of each column",
             ),
+            (
+                ~xp.all(xp.isfinite(spread)),
+                f"`points` has a column whose range max - min overflows {points.dtype}: rescale the points",
+            ),
+            (
+                ~xp.all(spread / h >= smallest),
+                f"`bandwidth` is too large for the data range: (max - min) / bandwidth must be at least "
+                f"{smallest:.3g} in {points.dtype}, where F(max) - F(min) ~ 0.4 (max - min) / bandwidth is still a "
+                "normal floating-point number (the kernel CDF is then the straight line (q - min) / (max - min))",
+            ),
         ]
-        if self.span_ratio is not None:
+        if self.span_grid is not None:
+            if not self.hooks.is_concrete(points):
+                # Traced (torch.compile): nothing will be read, and the tables' own
+                # coverage flag already makes a column beyond span_ratio NaN.
+                return conditions, None
+            fits = kc.covers(xp, h, spread, kc.frame(xp, lo, hi, h, self.span_grid))
+            conditions.append(
+                (
+                    ~xp.all(fits),
+                    f"`span_ratio`={self.span_ratio!r} is below (max - min) / bandwidth of a column of `points`: "
+                    "pass a span_ratio of at least the largest (max - min) / bandwidth",
+                )
+            )
             return conditions, None
         ratio = self._ratio(xp, spread)
         capped = xp.where((ratio >= 0) & (ratio <= kc.MAX_GRID), ratio, xp.full_like(ratio, kc.MAX_GRID))
@@ -90,8 +149,8 @@ class KernelArgs:
 
     def grid(self, xp: ModuleType, points: Array, cells: int | None) -> int:
         """Static node count, from ``span_ratio`` or the cell count read with the points."""
-        if self.span_ratio is not None:
-            return kc.grid_size(self.span_ratio)
+        if self.span_grid is not None:
+            return self.span_grid
         if cells is None:
             raise ValueError(
                 "method='kernel' sizes its node grid from (max - min) / bandwidth of the points, which cannot be "
@@ -111,7 +170,8 @@ def check_kernel_args(
     """The kernel arguments' checks that read no data (points: validated (N, D))."""
     h = check_bandwidth(xp, bandwidth, points.shape[1], points.dtype, points)
     m = check_n_knots(n_knots)
-    return KernelArgs(hooks, h, m, _namespace.check_optional_real("span_ratio", span_ratio, positive=True))
+    ratio, grid = check_span_ratio(span_ratio)
+    return KernelArgs(hooks, h, m, ratio, grid)
 
 
 def check_mesh_kernel(transform: Any, bandwidth: Any, n_knots: Any) -> tuple[float, int | None]:
@@ -122,9 +182,14 @@ def check_mesh_kernel(transform: Any, bandwidth: Any, n_knots: Any) -> tuple[flo
         return 1.0, 64
     if transform != "kernel":
         raise ValueError(f"`transform` must be 'rank' or 'kernel', got {transform!r}")
-    if isinstance(bandwidth, bool) or not isinstance(bandwidth, (int, float)):
+    if not _is_real_number(bandwidth):
         raise TypeError(f"`bandwidth` must be a positive number (in units of span / n), got {bandwidth!r}")
     bw = float(bandwidth)
     if not (bw > 0 and bw < float("inf")):
         raise ValueError(f"`bandwidth` must be positive and finite, got {bandwidth!r}")
+    if bw > MAX_MESH_BANDWIDTH:
+        raise ValueError(
+            f"`bandwidth` must be at most {MAX_MESH_BANDWIDTH:g} (in units of span / n; beyond, the kernel CDF's "
+            f"differences leave the floating-point range), got {bandwidth!r}"
+        )
     return bw, check_n_knots(n_knots)
