@@ -63,7 +63,7 @@ def fn(x, knots, values, points):
         tr, inv = knotsafe.create_transforms(points)
         return inv(tr(points))
     span = points.max(axis=0) - points.min(axis=0)
-    tr, inv = knotsafe.create_transforms(points, method="kernel", bandwidth=span / 30, span_ratio=40.0)
+    tr, inv = knotsafe.create_transforms(points, method="kernel", kernel_std=span / 30, span_ratio=40.0)
     return inv(tr(points))
 
 f = jax.jit(fn) if mode == "jit" else fn

@@ -72,7 +72,7 @@ def bench_jax(points: np.ndarray, queries: np.ndarray, blocks: int, repeat: int)
 
     def ks(p: Any, q: Any) -> Any:
         h = (jnp.max(p, axis=0) - jnp.min(p, axis=0)) / RATIO
-        return knotsafe.create_transforms(p, method="kernel", bandwidth=h, span_ratio=RATIO + 1.0)[0](q)
+        return knotsafe.create_transforms(p, method="kernel", kernel_std=h, span_ratio=RATIO + 1.0)[0](q)
 
     fwd = jax.jit(ks)
     bwd = jax.jit(jax.grad(lambda p, q: jnp.sum(ks(p, q) * c), argnums=(0, 1)))
@@ -119,7 +119,7 @@ def bench_torch(points: np.ndarray, queries: np.ndarray, blocks: int, repeat: in
 
     def ks(p: Any, q: Any) -> Any:
         h = (p.amax(0) - p.amin(0)) / RATIO
-        return knotsafe.create_transforms(p, method="kernel", bandwidth=h)[0](q)
+        return knotsafe.create_transforms(p, method="kernel", kernel_std=h)[0](q)
 
     def fwd() -> Any:
         with torch.no_grad():
@@ -198,7 +198,7 @@ def bench_numpy(points: np.ndarray, queries: np.ndarray, fraction: float, repeat
     h = (points.max(0) - points.min(0)) / RATIO
 
     def ks() -> Any:
-        return knotsafe.create_transforms(points, method="kernel", bandwidth=h)[0](queries)
+        return knotsafe.create_transforms(points, method="kernel", kernel_std=h)[0](queries)
 
     sub = queries[: max(BLOCK, int(fraction * queries.shape[0]))]
     n = points.shape[0]

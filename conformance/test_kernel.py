@@ -80,7 +80,7 @@ def _h(c: KernelCase) -> np.ndarray:
 def _transforms(backend: Driver, c: KernelCase, pts: np.ndarray, dtype: str) -> Any:
     w = None if c.weights is None else backend.asarray(c.weights, dtype)
     h = backend.asarray(_h(c), dtype)
-    return knotsafe.create_transforms(backend.asarray(pts, dtype), w, method="kernel", bandwidth=h)
+    return knotsafe.create_transforms(backend.asarray(pts, dtype), w, method="kernel", kernel_std=h)
 
 
 @pytest.mark.prop("kernel_values_{dtype}")
@@ -144,7 +144,7 @@ def test_kernel_gradients_against_central_differences(autodiff: Driver, cell: Ce
         cc = autodiff.asarray(c, "float64")
 
         def f(p: Any, ww: Any, hh: Any, qq: Any, cc: Any = cc) -> Any:
-            t = knotsafe.create_transforms(p, ww, method="kernel", bandwidth=hh, span_ratio=40.0)[0]
+            t = knotsafe.create_transforms(p, ww, method="kernel", kernel_std=hh, span_ratio=40.0)[0]
             return t(qq) * cc
 
         assert autodiff.autodiff is not None

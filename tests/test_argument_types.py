@@ -1,7 +1,7 @@
 """Junk arguments raise an exception naming the argument, before any computation.
 
 Strings and booleans are not numbers (``float("1")`` and ``float(True)`` would take them), for ``interp``'s
-numbers and the kernel method's ``bandwidth``; a single NaN knot is a NaN knot; PyTorch's sparse and nested
+numbers and the kernel method's ``kernel_std``; a single NaN knot is a NaN knot; PyTorch's sparse and nested
 tensors are not arrays knotsafe can compute on.
 """
 
@@ -66,16 +66,16 @@ def _kernel_points(xp: ModuleType) -> Any:
 
 
 @pytest.mark.parametrize("bandwidth", ["0.1", b"0.1", True, False, np.True_, [True, 0.1], ["0.1", 0.1], object()])
-def test_kernel_bandwidth_that_is_not_a_number_raises(xp: ModuleType, bandwidth: object) -> None:
-    with pytest.raises(TypeError, match="`bandwidth`"):
-        knotsafe.create_transforms(_kernel_points(xp), method="kernel", bandwidth=bandwidth)
+def test_kernel_std_that_is_not_a_number_raises(xp: ModuleType, bandwidth: object) -> None:
+    with pytest.raises(TypeError, match="`kernel_std`"):
+        knotsafe.create_transforms(_kernel_points(xp), method="kernel", kernel_std=bandwidth)
 
 
-def test_kernel_bandwidth_numbers_and_lists_are_accepted(xp: ModuleType) -> None:
+def test_kernel_std_numbers_and_lists_are_accepted(xp: ModuleType) -> None:
     # Lazy Dask points size the node grid from a static span_ratio (here span / h <= 4).
     lazy = {"span_ratio": 10.0} if xp.__name__.startswith("array_api_compat.dask") else {}
     for bandwidth in (1, 0.5, np.float32(0.5), [0.5, 1], (0.5, 1.0)):
-        t, _ = knotsafe.create_transforms(_kernel_points(xp), method="kernel", bandwidth=bandwidth, **lazy)
+        t, _ = knotsafe.create_transforms(_kernel_points(xp), method="kernel", kernel_std=bandwidth, **lazy)
         assert np.all(np.isfinite(to_numpy(t(_kernel_points(xp)))))
 
 

@@ -84,7 +84,7 @@ def test_forward_matches_exact_sum(xp: ModuleType, frac: float, weighted: bool, 
         _support.asarray(xp, p),
         None if wts is None else _support.asarray(xp, wts),
         method="kernel",
-        bandwidth=_support.asarray(xp, h),
+        kernel_std=_support.asarray(xp, h),
     )
     got = _np(t(_support.asarray(xp, q)))
     ref = kernel_cdf(p, wts, h, q)
@@ -100,7 +100,7 @@ def test_forward_beyond_one_span(xp: ModuleType) -> None:
     p, _ = kernel_points()
     h = 3.0 * (p.max(axis=0) - p.min(axis=0))
     q = _queries(p)
-    t, _ = knotsafe.create_transforms(_support.asarray(xp, p), method="kernel", bandwidth=_support.asarray(xp, h))
+    t, _ = knotsafe.create_transforms(_support.asarray(xp, p), method="kernel", kernel_std=_support.asarray(xp, h))
     np.testing.assert_allclose(_np(t(_support.asarray(xp, q))), kernel_cdf(p, None, h, q), rtol=0, atol=U_TOL64)
 
 
@@ -116,7 +116,7 @@ def test_float32_within_10_eps(xp: ModuleType, frac: float) -> None:
         _support.asarray(xp, p32, "float32"),
         _support.asarray(xp, w, "float32"),
         method="kernel",
-        bandwidth=_support.asarray(xp, h32, "float32"),
+        kernel_std=_support.asarray(xp, h32, "float32"),
     )
     got = t(_support.asarray(xp, q32, "float32"))
     assert "float32" in str(got.dtype)
@@ -141,7 +141,7 @@ def test_float32_many_nodes_within_10_eps(xp: ModuleType) -> None:
     lo, hi = data.min(axis=0), data.max(axis=0)
     q32 = rng.uniform(lo - 0.1 * (hi - lo), hi + 0.1 * (hi - lo), size=(300, 2)).astype(np.float32)
     t, _ = knotsafe.create_transforms(
-        _support.asarray(xp, p32, "float32"), method="kernel", bandwidth=_support.asarray(xp, h32, "float32")
+        _support.asarray(xp, p32, "float32"), method="kernel", kernel_std=_support.asarray(xp, h32, "float32")
     )
     got = _np(t(_support.asarray(xp, q32, "float32"))).astype(np.float64)
     ref = kernel_cdf(p32.astype(np.float64), None, h32.astype(np.float64), q32.astype(np.float64))
@@ -151,7 +151,7 @@ def test_float32_many_nodes_within_10_eps(xp: ModuleType) -> None:
 @_NO_LAZY
 def test_nan_queries_give_nan(xp: ModuleType) -> None:
     p, _ = kernel_points()
-    t, inv = knotsafe.create_transforms(_support.asarray(xp, p), method="kernel", bandwidth=0.5)
+    t, inv = knotsafe.create_transforms(_support.asarray(xp, p), method="kernel", kernel_std=0.5)
     q = _support.asarray(xp, np.array([[np.nan, 0.0], [0.0, np.nan]]))
     out = _np(t(q))
     assert np.isnan(out[0, 0]) and np.isnan(out[1, 1]) and np.isfinite(out[0, 1]) and np.isfinite(out[1, 0])
@@ -170,7 +170,7 @@ def test_exact_inverse(xp: ModuleType, frac: float) -> None:
     span = p.max(axis=0) - p.min(axis=0)
     h = frac * span
     t, inv = knotsafe.create_transforms(
-        _support.asarray(xp, p), _support.asarray(xp, w), method="kernel", bandwidth=_support.asarray(xp, h)
+        _support.asarray(xp, p), _support.asarray(xp, w), method="kernel", kernel_std=_support.asarray(xp, h)
     )
     rng = np.random.default_rng(3)
     v = np.concatenate([rng.uniform(size=(300, 2)), [[0.0, 0.0], [1.0, 1.0], [-0.5, 1.5]]])
@@ -197,7 +197,11 @@ def test_table_inverse_is_pyautoarrays(xp: ModuleType) -> None:
     lo, hi = p.min(axis=0), p.max(axis=0)
     h = (hi - lo) / 30
     _, inv = knotsafe.create_transforms(
-        _support.asarray(xp, p), _support.asarray(xp, w), method="kernel", bandwidth=_support.asarray(xp, h), n_knots=64
+        _support.asarray(xp, p),
+        _support.asarray(xp, w),
+        method="kernel",
+        kernel_std=_support.asarray(xp, h),
+        n_knots=64,
     )
     knots = lo + np.linspace(0, 1, 64)[:, None] * (hi - lo)
     ku = kernel_cdf(p, w, h, knots)
@@ -218,7 +222,7 @@ def _kernel_table_inverse_grads(knot_grad: str, min_gap: float | None) -> tuple[
     p_t = torch.asarray(pts, requires_grad=True)
     u_t = torch.asarray(u, requires_grad=True)
     _, inv = knotsafe.create_transforms(
-        p_t, method="kernel", bandwidth=0.4, n_knots=16, knot_grad=knot_grad, min_gap=min_gap
+        p_t, method="kernel", kernel_std=0.4, n_knots=16, knot_grad=knot_grad, min_gap=min_gap
     )
     out = inv(u_t)
     gp, gu = torch.autograd.grad(out.sum(), [p_t, u_t])
@@ -258,7 +262,7 @@ def test_kernel_table_inverse_with_a_large_min_gap_has_zero_slope() -> None:
 
 def _knotsafe_fn(xp: ModuleType, inverse: bool = False) -> Any:
     def f(points: Any, weights: Any, h: Any, q: Any) -> Any:
-        t, inv = knotsafe.create_transforms(points, weights, method="kernel", bandwidth=h, span_ratio=40.0)
+        t, inv = knotsafe.create_transforms(points, weights, method="kernel", kernel_std=h, span_ratio=40.0)
         return inv(q) if inverse else t(q)
 
     return f
@@ -286,7 +290,7 @@ def test_gradients_match_autodiff_of_exact_sum(
     cc = _support.asarray(xp, c)
 
     def ks(*a: Any) -> Any:
-        f = knotsafe.create_transforms(a[0], a[1], method="kernel", bandwidth=a[2])[0]
+        f = knotsafe.create_transforms(a[0], a[1], method="kernel", kernel_std=a[2])[0]
         return f(a[3]) * cc
 
     def ex(*a: Any) -> Any:
@@ -313,7 +317,7 @@ def test_gradients_match_central_differences(autodiff: _support.AutoDiff, xp: Mo
     c = np.random.default_rng(6).normal(size=q.shape)
 
     def ks(pp: Any, hh: Any) -> Any:
-        t = knotsafe.create_transforms(pp, _support.asarray(xp, w), method="kernel", bandwidth=hh)[0]
+        t = knotsafe.create_transforms(pp, _support.asarray(xp, w), method="kernel", kernel_std=hh)[0]
         return t(_support.asarray(xp, q)) * _support.asarray(xp, c)
 
     gp, gh = autodiff.grad(ks, [_support.asarray(xp, p), _support.asarray(xp, h)], [0, 1])
@@ -347,7 +351,7 @@ def test_inverse_gradient_is_implicit_derivative(autodiff: _support.AutoDiff, xp
 
     def inv(hh: Any, vv: Any) -> Any:
         pts, wts = _support.asarray(xp, p), _support.asarray(xp, w)
-        return knotsafe.create_transforms(pts, wts, method="kernel", bandwidth=hh)[1](vv)
+        return knotsafe.create_transforms(pts, wts, method="kernel", kernel_std=hh)[1](vv)
 
     gh, gv = autodiff.grad(inv, [_support.asarray(xp, h), _support.asarray(xp, v)], [0, 1])
     x = _np(inv(_support.asarray(xp, h), _support.asarray(xp, v)))
@@ -386,7 +390,9 @@ def test_jax_jit_vmap_jacobians() -> None:
     per_row = jax.vmap(lambda qq: f(args[0], args[1], args[2], qq[None, :])[0])(args[3])
     np.testing.assert_allclose(per_row, kernel_cdf(p, w, h, q), rtol=0, atol=U_TOL64)
     # A traced span beyond span_ratio gives NaN instead of a wrong number.
-    g = jax.jit(lambda pp, hh, qq: knotsafe.create_transforms(pp, method="kernel", bandwidth=hh, span_ratio=2.0)[0](qq))
+    g = jax.jit(
+        lambda pp, hh, qq: knotsafe.create_transforms(pp, method="kernel", kernel_std=hh, span_ratio=2.0)[0](qq)
+    )
     assert bool(jnp.all(jnp.isnan(g(args[0], args[2], args[3]))))
 
 
@@ -450,7 +456,7 @@ def test_transform_at_the_column_ends_is_right_hand(autodiff: _support.AutoDiff,
     p = _end_points()
     lo, hi = p.min(axis=0), p.max(axis=0)
     q = np.stack([lo, hi])
-    t, _ = knotsafe.create_transforms(xp.asarray(p), method="kernel", bandwidth=END_H)
+    t, _ = knotsafe.create_transforms(xp.asarray(p), method="kernel", kernel_std=END_H)
     (g,) = autodiff.grad(t, [xp.asarray(q)], [0])
     step = END_STEP * (hi - lo)
     expected = _right_difference(lambda x: exact_u(p, None, np.array([END_H, END_H]), x), q, step)
@@ -470,7 +476,7 @@ def test_right_hand_derivative_at_the_ends_agrees_between_jax_and_torch() -> Non
         ns = _support.backend_module(name, "jax.numpy" if name == "jax" else "torch")
         if name == "jax" and not _support.has_float64(ns):
             continue
-        t, _ = knotsafe.create_transforms(ns.asarray(p), method="kernel", bandwidth=END_H)
+        t, _ = knotsafe.create_transforms(ns.asarray(p), method="kernel", kernel_std=END_H)
         grads[name] = [ad.grad(t, [ns.asarray([[x]])], [0])[0].item() for x in (0.0, 1.0)]
     if not grads:
         pytest.skip("needs JAX (x64) or PyTorch")
@@ -489,7 +495,7 @@ def test_inverse_at_zero_and_one_is_right_hand(autodiff: _support.AutoDiff, xp: 
     _need_float64(xp)
     p = _end_points()
     lo, hi = p.min(axis=0), p.max(axis=0)
-    _, inv = knotsafe.create_transforms(xp.asarray(p), method="kernel", bandwidth=END_H)
+    _, inv = knotsafe.create_transforms(xp.asarray(p), method="kernel", kernel_std=END_H)
     (g,) = autodiff.grad(inv, [xp.asarray(np.array([[0.0, 0.0], [1.0, 1.0]]))], [0])
     step = END_STEP * (hi - lo)
     slope_at_min = _right_difference(lambda x: exact_u(p, None, np.array([END_H, END_H]), x), lo[None, :], step)[0]
@@ -534,38 +540,53 @@ def test_mesh_weight_jacobian_at_sub_size_one_is_right_hand(autodiff: _support.A
 def test_bad_arguments_raise(xp: ModuleType) -> None:
     p, _ = kernel_points()
     pts = _support.asarray(xp, p)
-    with pytest.raises(TypeError, match="bandwidth"):
+    with pytest.raises(TypeError, match="`kernel_std`"):
         knotsafe.create_transforms(pts, method="kernel")
-    with pytest.raises(ValueError, match="bandwidth"):
-        knotsafe.create_transforms(pts, method="kernel", bandwidth=-1.0)
-    with pytest.raises(ValueError, match="bandwidth"):
-        knotsafe.create_transforms(pts, method="kernel", bandwidth=_support.asarray(xp, [1.0, 2.0, 3.0]))
-    with pytest.raises(ValueError, match="bandwidth"):
-        knotsafe.create_transforms(pts, method="kernel", bandwidth=1e-9)  # grid would exceed MAX_GRID
+    with pytest.raises(ValueError, match="`kernel_std`"):
+        knotsafe.create_transforms(pts, method="kernel", kernel_std=-1.0)
+    with pytest.raises(ValueError, match="`kernel_std`"):
+        knotsafe.create_transforms(pts, method="kernel", kernel_std=_support.asarray(xp, [1.0, 2.0, 3.0]))
+    with pytest.raises(ValueError, match="`kernel_std`"):
+        knotsafe.create_transforms(pts, method="kernel", kernel_std=1e-9)  # grid would exceed MAX_GRID
     with pytest.raises(ValueError, match="n_knots"):
-        knotsafe.create_transforms(pts, method="kernel", bandwidth=1.0, n_knots=1)
+        knotsafe.create_transforms(pts, method="kernel", kernel_std=1.0, n_knots=1)
     with pytest.raises(TypeError, match="n_knots"):
-        knotsafe.create_transforms(pts, method="kernel", bandwidth=1.0, n_knots=2.5)
+        knotsafe.create_transforms(pts, method="kernel", kernel_std=1.0, n_knots=2.5)
     with pytest.raises(ValueError, match="method"):
-        knotsafe.create_transforms(pts, method="gaussian", bandwidth=1.0)
-    with pytest.raises(TypeError, match="bandwidth"):
-        knotsafe.create_transforms(pts, bandwidth=1.0)
+        knotsafe.create_transforms(pts, method="gaussian", kernel_std=1.0)
+    with pytest.raises(TypeError, match="`kernel_std`"):
+        knotsafe.create_transforms(pts, kernel_std=1.0)
     flat = np.array(p)
     flat[:, 1] = 2.0
     with pytest.raises(ValueError, match="zero spread"):
-        knotsafe.create_transforms(_support.asarray(xp, flat), method="kernel", bandwidth=1.0)
-    t, _ = knotsafe.create_transforms(pts, method="kernel", bandwidth=1.0)
+        knotsafe.create_transforms(_support.asarray(xp, flat), method="kernel", kernel_std=1.0)
+    t, _ = knotsafe.create_transforms(pts, method="kernel", kernel_std=1.0)
     with pytest.raises(ValueError, match="shape"):
         t(_support.asarray(xp, np.zeros((3, 3))))
 
 
-@pytest.mark.parametrize("name", ["bandwidth", "n_knots", "span_ratio"])
+@pytest.mark.parametrize("name", ["kernel_std", "n_knots", "span_ratio"])
 def test_kernel_only_arguments_with_the_rank_method_name_the_argument(name: str) -> None:
-    """``bandwidth``, ``n_knots`` and ``span_ratio`` apply to ``method="kernel"`` only: with the default
+    """``kernel_std``, ``n_knots`` and ``span_ratio`` apply to ``method="kernel"`` only: with the default
     rank method each is a TypeError whose message names that argument."""
     pts = np.array([[0.0, 1.0], [2.0, 3.0], [4.0, 0.5]])
     with pytest.raises(TypeError, match=f"`{name}` applies to method='kernel' only"):
         knotsafe.create_transforms(pts, **{name: 2})
+
+
+def test_bandwidth_is_the_deprecated_name_of_kernel_std() -> None:
+    """``create_transforms(bandwidth=h)`` warns (DeprecationWarning naming ``kernel_std``) and gives bitwise
+    the transforms of ``kernel_std=h``; both together are a TypeError naming both."""
+    pts = np.array([[0.0, 1.0], [2.0, 3.0], [4.0, 0.5], [1.0, 2.5]])
+    q = np.array([[0.5, 1.5], [3.0, 0.75], [-1.0, 9.0]])
+    t, inv = knotsafe.create_transforms(pts, method="kernel", kernel_std=0.7)
+    with pytest.warns(DeprecationWarning, match="kernel_std="):
+        t_old, inv_old = knotsafe.create_transforms(pts, method="kernel", bandwidth=0.7)
+    np.testing.assert_array_equal(t_old(q), t(q))
+    u = np.array([[0.25, 0.5], [0.9, 0.1]])
+    np.testing.assert_array_equal(inv_old(u), inv(u))
+    with pytest.raises(TypeError, match="`kernel_std` only: `bandwidth` is its deprecated name"):
+        knotsafe.create_transforms(pts, method="kernel", kernel_std=0.7, bandwidth=0.7)
 
 
 @pytest.mark.parametrize("span_ratio", [-1.0, 0.0, float("nan"), "x", "2"])
@@ -574,7 +595,7 @@ def test_kernel_span_ratio_is_checked(span_ratio: object) -> None:
     (TypeError for a string, ValueError for a non-positive or NaN number)."""
     pts = np.array([[0.0, 1.0], [2.0, 3.0], [4.0, 0.5]])
     with pytest.raises((TypeError, ValueError), match="`span_ratio` must be a positive real number"):
-        knotsafe.create_transforms(pts, method="kernel", bandwidth=1.0, span_ratio=span_ratio)
+        knotsafe.create_transforms(pts, method="kernel", kernel_std=1.0, span_ratio=span_ratio)
 
 
 def test_kernel_span_ratio_below_the_data_span_raises() -> None:
@@ -584,7 +605,7 @@ def test_kernel_span_ratio_below_the_data_span_raises() -> None:
     tests/test_unreadable_data_gives_nan.py)."""
     pts = np.array([[0.0, 0.0], [1.0, 0.1], [4.0, 0.2], [2.5, 0.3]])
     with pytest.raises(ValueError, match="`span_ratio`"):
-        knotsafe.create_transforms(pts, method="kernel", bandwidth=0.25, span_ratio=2.0)
+        knotsafe.create_transforms(pts, method="kernel", kernel_std=0.25, span_ratio=2.0)
 
 
 def test_traced_points_need_span_ratio() -> None:
@@ -594,7 +615,7 @@ def test_traced_points_need_span_ratio() -> None:
 
     p = jnp.asarray(kernel_points()[0], dtype=jnp.float32)
     with pytest.raises(ValueError, match="span_ratio"):
-        jax.jit(lambda pp: knotsafe.create_transforms(pp, method="kernel", bandwidth=1.0)[0](pp))(p)
+        jax.jit(lambda pp: knotsafe.create_transforms(pp, method="kernel", kernel_std=1.0)[0](pp))(p)
 
 
 def _argument_points(xp: ModuleType, dtype_name: str = "float64") -> Any:
@@ -609,25 +630,25 @@ def test_too_small_span_ratio_on_concrete_data_raises(xp: ModuleType, dtype_name
         pytest.skip("float64 needs JAX_ENABLE_X64=1")
     p = _support.asarray(xp, np.array([[0.0], [1.0]]), dtype_name)
     with pytest.raises(ValueError, match="`span_ratio`"):
-        knotsafe.create_transforms(p, method="kernel", bandwidth=0.01, span_ratio=10.0)
+        knotsafe.create_transforms(p, method="kernel", kernel_std=0.01, span_ratio=10.0)
     # Just enough: accepted, and the outputs are numbers.
-    t, _ = knotsafe.create_transforms(p, method="kernel", bandwidth=0.01, span_ratio=100.0)
+    t, _ = knotsafe.create_transforms(p, method="kernel", kernel_std=0.01, span_ratio=100.0)
     assert np.all(np.isfinite(_support.to_numpy(t(p))))
 
 
 @pytest.mark.skip_xp_backend("dask", reason="lazy data are not checked: tests/test_unreadable_data_gives_nan.py")
 @pytest.mark.parametrize("span_ratio", [float("inf"), 1e300, 3e6, True])
 def test_span_ratio_out_of_range_names_span_ratio(xp: ModuleType, span_ratio: object) -> None:
-    """inf (message without `span_ratio` before), too large for the node grid (blamed `bandwidth`), a bool."""
+    """inf (message without `span_ratio` before), too large for the node grid (blamed `kernel_std`), a bool."""
     with pytest.raises((TypeError, ValueError)) as info:
-        knotsafe.create_transforms(_argument_points(xp), method="kernel", bandwidth=0.1, span_ratio=span_ratio)
+        knotsafe.create_transforms(_argument_points(xp), method="kernel", kernel_std=0.1, span_ratio=span_ratio)
     assert "`span_ratio`" in str(info.value)
-    assert "`bandwidth`" not in str(info.value)
+    assert "`kernel_std`" not in str(info.value)
 
 
 @pytest.mark.skip_xp_backend("dask", reason="lazy data are not checked: tests/test_unreadable_data_gives_nan.py")
 @pytest.mark.parametrize("dtype_name", ["float64", "float32"])
-def test_bandwidth_too_large_for_the_data_raises(xp: ModuleType, dtype_name: str) -> None:
+def test_kernel_std_too_large_for_the_data_raises(xp: ModuleType, dtype_name: str) -> None:
     """span / h below smallest_normal / eps: F(max) - F(min) would be subnormal or zero (NaN
     outputs before); just above it the outputs are right (tests/test_kernel_density_accuracy.py)."""
     if dtype_name == "float64" and not _support.has_float64(xp):
@@ -635,18 +656,18 @@ def test_bandwidth_too_large_for_the_data_raises(xp: ModuleType, dtype_name: str
     info = np.finfo(dtype_name)
     smallest = float(info.smallest_normal) / float(info.eps)
     for h in (2.0 / (smallest / 2), float(info.max)):  # span 2 in column 1
-        with pytest.raises(ValueError, match="`bandwidth` is too large"):
-            knotsafe.create_transforms(_argument_points(xp, dtype_name), method="kernel", bandwidth=h)
+        with pytest.raises(ValueError, match="`kernel_std` is too large"):
+            knotsafe.create_transforms(_argument_points(xp, dtype_name), method="kernel", kernel_std=h)
 
 
 @pytest.mark.skip_xp_backend("dask", reason="lazy data are not checked: tests/test_unreadable_data_gives_nan.py")
 def test_overflowing_column_range_raises(xp: ModuleType) -> None:
-    """Finite points whose max - min overflows: named `points` (it was blamed on `bandwidth`)."""
+    """Finite points whose max - min overflows: named `points` (not on `kernel_std`)."""
     if not _support.has_float64(xp):
         pytest.skip("float64 needs JAX_ENABLE_X64=1")
     p = _support.asarray(xp, np.array([[-1e308, 0.0], [1e308, 1.0]]))
     with pytest.raises(ValueError, match="`points` has a column whose range"):
-        knotsafe.create_transforms(p, method="kernel", bandwidth=1.0)
+        knotsafe.create_transforms(p, method="kernel", kernel_std=1.0)
 
 
 @pytest.mark.skip_xp_backend("dask", reason="lazy data are not checked: tests/test_unreadable_data_gives_nan.py")

@@ -86,7 +86,7 @@ def _transforms(xp: ModuleType, p: np.ndarray, w: np.ndarray | None, h: np.ndarr
         kw.setdefault("span_ratio", float(np.max((p.max(axis=0) - p.min(axis=0)).astype(np.float64) / h)) * 1.01)
     weights = None if w is None else _support.asarray(xp, w, name)
     return knotsafe.create_transforms(
-        _support.asarray(xp, p, name), weights, method="kernel", bandwidth=_support.asarray(xp, h, name), **kw
+        _support.asarray(xp, p, name), weights, method="kernel", kernel_std=_support.asarray(xp, h, name), **kw
     )
 
 
@@ -117,7 +117,7 @@ def test_bound_at_the_smallest_accepted_bandwidth(dtype_name: str) -> None:
     p = (1e3 + rng.uniform(0.0, 1.0, (20, 1))).astype(dtype_name)
     h = ((p.max() - p.min()).astype(np.float64) / np.array([SMALLEST_H_RATIO])).astype(dtype_name)
     q = _queries(p, h, 200)
-    t, _ = knotsafe.create_transforms(p, method="kernel", bandwidth=h)
+    t, _ = knotsafe.create_transforms(p, method="kernel", kernel_std=h)
     got = t(q).astype(np.float64)
     np.testing.assert_allclose(got, exact_u(p, None, h, q), rtol=0, atol=_tol(dtype_name))
 
@@ -128,7 +128,7 @@ def test_the_issues_float32_example() -> None:
     p = np.array([[0.0], [0.25], [0.75], [1.0]], np.float32)
     h = np.array([1e-6], np.float32)
     q = np.array([[0.7500005], [0.75], [0.7499995], [0.25000012]], np.float32)
-    t, _ = knotsafe.create_transforms(p, method="kernel", bandwidth=h)
+    t, _ = knotsafe.create_transforms(p, method="kernel", kernel_std=h)
     np.testing.assert_allclose(t(q).astype(np.float64), exact_u(p, None, h, q), rtol=0, atol=TOL32)
 
 
@@ -245,7 +245,7 @@ def test_extreme_finite_weights_normalise(xp: ModuleType, dtype_name: str, scale
 def test_the_issues_huge_weights() -> None:
     """Three points of weight 1e308: u(0.5) = 0.5 by symmetry (was NaN)."""
     p = np.array([[0.0], [0.5], [1.0]])
-    t, _ = knotsafe.create_transforms(p, np.full(3, 1e308), method="kernel", bandwidth=0.3)
+    t, _ = knotsafe.create_transforms(p, np.full(3, 1e308), method="kernel", kernel_std=0.3)
     np.testing.assert_allclose(t(np.array([[0.5]])), [[0.5]], rtol=0, atol=TOL64)
 
 

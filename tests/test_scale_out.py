@@ -149,14 +149,14 @@ def test_kernel_transform_on_chunked_points_needs_span_ratio_and_is_lazy(rng: np
     pts = rng.normal(size=(500, 2))
     q = rng.normal(size=(400, 2)) * 1.5
     with no_compute(), pytest.raises(ValueError, match="span_ratio"):
-        knotsafe.create_transforms(_chunked(pts, (100, 2)), method="kernel", bandwidth=0.2)
+        knotsafe.create_transforms(_chunked(pts, (100, 2)), method="kernel", kernel_std=0.2)
     with no_compute():
-        tr, _ = knotsafe.create_transforms(_chunked(pts, (100, 2)), method="kernel", bandwidth=0.2, span_ratio=60.0)
+        tr, _ = knotsafe.create_transforms(_chunked(pts, (100, 2)), method="kernel", kernel_std=0.2, span_ratio=60.0)
         out = tr(_chunked(q, (50, 2)))
     # The node tables are scanned and gathered from in one block (hooks.consolidate): chunked
     # tables would build a graph a hundred times larger.
     assert len(out.__dask_graph__()) < 6_000
-    ref_tr, _ = knotsafe.create_transforms(pts, method="kernel", bandwidth=0.2)
+    ref_tr, _ = knotsafe.create_transforms(pts, method="kernel", kernel_std=0.2)
     # Two node grids (sized from span_ratio and from the data), each within the documented
     # 1e-12 of the exact sum: they agree to twice that.
     np.testing.assert_allclose(out.compute(scheduler="sync"), ref_tr(q), rtol=0, atol=2e-12)

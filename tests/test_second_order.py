@@ -372,7 +372,7 @@ def test_inverse_second_derivatives(xp: ModuleType, autodiff: _support.AutoDiff)
 
     def phi(theta: Any) -> Any:
         v, h = xp.reshape(theta[: 2 * k], (k, 2)), theta[2 * k :]
-        inv = knotsafe.create_transforms(pts, wts, method="kernel", bandwidth=h, span_ratio=12.0)[1]
+        inv = knotsafe.create_transforms(pts, wts, method="kernel", kernel_std=h, span_ratio=12.0)[1]
         return xp.sum(inv(v) * cc)
 
     got = _framework_hessian(xp, phi, theta0)
@@ -414,7 +414,7 @@ def test_inverse_third_derivative_along_v(xp: ModuleType, autodiff: _support.Aut
     wts = _support.asarray(xp, w)
 
     def x_of(v: Any) -> Any:
-        inv = knotsafe.create_transforms(pts, wts, method="kernel", bandwidth=h, span_ratio=12.0)[1]
+        inv = knotsafe.create_transforms(pts, wts, method="kernel", kernel_std=h, span_ratio=12.0)[1]
         return inv(xp.stack([v, v], axis=1))[:, 0]
 
     if _support.backend_name(xp) == "jax":
@@ -469,7 +469,7 @@ def test_forward_second_derivatives(xp: ModuleType, autodiff: _support.AutoDiff)
 
     def phi(theta: Any) -> Any:
         q, h = xp.reshape(theta[: 2 * k], (k, 2)), theta[2 * k :]
-        t = knotsafe.create_transforms(pts, wts, method="kernel", bandwidth=h, span_ratio=12.0)[0]
+        t = knotsafe.create_transforms(pts, wts, method="kernel", kernel_std=h, span_ratio=12.0)[0]
         return xp.sum(t(q) * cc)
 
     got = _framework_hessian(xp, phi, theta0, jit=True)
@@ -503,7 +503,7 @@ def test_forward_hessian_matches_autodiff_of_exact_sum(xp: ModuleType, autodiff:
 
     def ks(theta: Any) -> Any:
         pp, ww, hh, qq = split(theta)
-        t = knotsafe.create_transforms(pp, ww, method="kernel", bandwidth=hh, span_ratio=12.0)[0]
+        t = knotsafe.create_transforms(pp, ww, method="kernel", kernel_std=hh, span_ratio=12.0)[0]
         return xp.sum(t(qq) * cc)
 
     def ex(theta: Any) -> Any:

@@ -228,8 +228,8 @@ def _kernel_queries() -> np.ndarray:
 
 def _kernel_outputs(xp: Any, p: Any, h: Any, q: Any) -> Any:
     """Forward, exact inverse and table inverse stacked (K, 6)."""
-    t, inv = knotsafe.create_transforms(p, method="kernel", bandwidth=h, span_ratio=KERNEL_SPAN_RATIO)
-    _, inv_table = knotsafe.create_transforms(p, method="kernel", bandwidth=h, span_ratio=KERNEL_SPAN_RATIO, n_knots=8)
+    t, inv = knotsafe.create_transforms(p, method="kernel", kernel_std=h, span_ratio=KERNEL_SPAN_RATIO)
+    _, inv_table = knotsafe.create_transforms(p, method="kernel", kernel_std=h, span_ratio=KERNEL_SPAN_RATIO, n_knots=8)
     return xp.concat([t(q), inv(q), inv_table(q)], axis=1)
 
 
@@ -398,7 +398,7 @@ _COMPILED = textwrap.dedent(
     import numpy as np, torch, knotsafe
 
     def f(p, q):
-        t, inv = knotsafe.create_transforms(p, method="kernel", bandwidth=0.3, span_ratio=100.0)
+        t, inv = knotsafe.create_transforms(p, method="kernel", kernel_std=0.3, span_ratio=100.0)
         return torch.cat([t(q), inv(q)], dim=1)
 
     g = torch.compile(f)

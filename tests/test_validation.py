@@ -119,13 +119,13 @@ def test_kernel_create_transforms_reads_each_input_once(
     data, over = small_lens_grid(xp, _dt(xp))
     w = asarray(xp, np.linspace(0.5, 2.0, data.shape[0]), _dt(xp))
     counts = _count_host_reads(xp, monkeypatch)
-    tr, inv = knotsafe.create_transforms(data, w, method="kernel", bandwidth=0.1, span_ratio=span_ratio)
+    tr, inv = knotsafe.create_transforms(data, w, method="kernel", kernel_std=0.1, span_ratio=span_ratio)
     inv(tr(over))
     assert counts["read_verdict"] == 2
     if backend_name(xp) in ("array_api_strict", "torch"):
         assert counts["host"] == 2
     counts.clear()
-    tr, inv = knotsafe.create_transforms(data, method="kernel", bandwidth=0.1, n_knots=32, span_ratio=span_ratio)
+    tr, inv = knotsafe.create_transforms(data, method="kernel", kernel_std=0.1, n_knots=32, span_ratio=span_ratio)
     inv(tr(over))
     assert counts["read_verdict"] == 1
     if backend_name(xp) in ("array_api_strict", "torch"):

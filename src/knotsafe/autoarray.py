@@ -421,7 +421,7 @@ def create_transforms(
     transform: Transform
     inv_transform: Transform
     transform, inv_transform = knotsafe.create_transforms(
-        points, weights, method="kernel", bandwidth=h, n_knots=n_knots, span_ratio=ratio, xp=ns
+        points, weights, method="kernel", kernel_std=h, n_knots=n_knots, span_ratio=ratio, xp=ns
     )
     return transform, inv_transform
 

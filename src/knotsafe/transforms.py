@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -26,13 +27,14 @@ def create_transforms(
     weights: Array | None = None,
     *,
     method: str = "rank",
-    bandwidth: Any = None,
+    kernel_std: Any = None,
     n_knots: int | None = None,
     span_ratio: float | None = None,
     xp: ModuleType | None = None,
     knot_grad: KnotGrad = "exact",
     min_gap: float | None = None,
     mesh_weight_map: Array | None = None,
+    bandwidth: Any = None,
 ) -> tuple[Transform, Transform]:
     """Build the per-column rank transform of ``points`` and its inverse.
 
@@ -60,23 +62,25 @@ def create_transforms(
         ``"kernel"``: the kernel-density CDF ``u(q) = clip((F(q) - F(lo)) /
         (F(hi) - F(lo)), 0, 1)`` with ``F(q) = sum_i w_i Phi((q - p_i) / h)``
         per column, within 1e-12 of the exact sum in float64 for every
-        accepted bandwidth, ``span / 2,097,151 <= h <= span / 1e-292``
+        accepted ``h``, ``span / 2,097,151 <= h <= span / 1e-292``
         (float32: ``span / 9.9e-32``), and about one float32 eps in float32
         (see ``docs/kernel-transform.md`` and :mod:`knotsafe._lib.kde.cdf`).
         Its derivatives at ``q = min`` and ``q = max`` of a column are the
         right-hand ones (zero at the maximum).
-    bandwidth : float or array of shape (D,)
-        ``h`` in data units, required for (and only for) ``method="kernel"``:
-        a real number, a sequence of them or an array (not a string or a
-        bool).
+    kernel_std : float or array of shape (D,)
+        ``h``, the Gaussian kernel's standard deviation in the points' units,
+        required for (and only for) ``method="kernel"``: a real number, a
+        sequence of them or an array (not a string or a bool).  (The
+        rectangular mesh's ``bandwidth`` is PyAutoArray's, in units of
+        ``span / n``.)
     n_knots : int, optional
         ``method="kernel"`` only: invert by linear interpolation on
         ``n_knots`` knots ``lo + linspace(0, 1, n_knots) * (hi - lo)``
         (PyAutoArray's table inverse) instead of the exact inverse.
     span_ratio : float, optional
         ``method="kernel"`` only: a static upper bound on ``(max - min) /
-        bandwidth`` per column, which sizes the node grid; required when the
-        points or bandwidth are traced (``jax.jit``), where a column
+        kernel_std`` per column, which sizes the node grid; required when the
+        points or ``kernel_std`` are traced (``jax.jit``), where a column
         exceeding it gives NaN.  On concrete data a column exceeding it
         raises ``ValueError``.
     xp : namespace, optional
@@ -86,6 +90,9 @@ def create_transforms(
         As in :func:`knotsafe.interp`, applied to both transforms.
     mesh_weight_map : array, shape (N,), optional
         Alias of ``weights`` (the keyword of the lensing code this replaces).
+    bandwidth : float or array of shape (D,), optional
+        Deprecated name of ``kernel_std`` (the same number, in the points'
+        units): it warns with ``DeprecationWarning``.
 
     Returns
     -------
@@ -108,13 +115,13 @@ def create_transforms(
     TypeError
         Both ``weights`` and ``mesh_weight_map`` given; arrays from two
         libraries; complex ``points``, weights or queries (the message names
-        the argument); a ``bandwidth`` or ``span_ratio`` that is not a
-        number.
+        the argument); a ``kernel_std`` or ``span_ratio`` that is not a
+        number; both ``kernel_std`` and ``bandwidth``.
 
-    With ``method="kernel"`` also ``ValueError`` naming ``bandwidth`` (not
+    With ``method="kernel"`` also ``ValueError`` naming ``kernel_std`` (not
     positive and finite, or outside the accepted range), ``span_ratio``
     (not finite, too large for the node grid, or below a column's
-    ``(max - min) / bandwidth``) or ``points`` (a zero spread, or a
+    ``(max - min) / kernel_std``) or ``points`` (a zero spread, or a
     ``max - min`` that overflows).
 
     Notes
@@ -133,10 +140,20 @@ def create_transforms(
         if weights is not None:
             raise TypeError("pass `weights` or its alias `mesh_weight_map`, not both")
         weights, weights_name = mesh_weight_map, "mesh_weight_map"
+    if bandwidth is not None:
+        if kernel_std is not None:
+            raise TypeError("pass `kernel_std` only: `bandwidth` is its deprecated name")
+        warnings.warn(
+            "create_transforms(bandwidth=) is deprecated: pass kernel_std= (the same number, the kernel's standard "
+            "deviation in the points' units); the rectangular mesh's `bandwidth` keeps PyAutoArray's unit, span / n",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        kernel_std = bandwidth
     if method not in ("rank", "kernel"):
         raise ValueError(f"`method` must be 'rank' or 'kernel', got {method!r}")
     if method == "rank":
-        for name, value in (("bandwidth", bandwidth), ("n_knots", n_knots), ("span_ratio", span_ratio)):
+        for name, value in (("kernel_std", kernel_std), ("n_knots", n_knots), ("span_ratio", span_ratio)):
             if value is not None:
                 raise TypeError(f"`{name}` applies to method='kernel' only")
     xp_, arrays = _namespace.resolve({"points": points, weights_name: weights}, xp)
@@ -150,8 +167,8 @@ def create_transforms(
     dtype = _dtypes.result_dtype(xp_, {"points": pts})
     comp = _dtypes.compute_dtype(xp_, dtype)
     pts = xp_.astype(pts, comp, copy=False)
-    kernel = check_kernel_args(xp_, hooks, pts, bandwidth, n_knots, span_ratio) if method == "kernel" else None
-    # The kernel's data checks (bandwidth, spread) and its grid size ride on the points' one read.
+    kernel = check_kernel_args(xp_, hooks, pts, kernel_std, n_knots, span_ratio) if method == "kernel" else None
+    # The kernel's data checks (kernel_std, spread) and its grid size ride on the points' one read.
     conditions, count = kernel.conditions(xp_, pts) if kernel is not None else ([], None)
     bad_points, cells = _checks.check_points_and_count(xp_, "points", pts, conditions, count)
     verdicts = [bad_points]

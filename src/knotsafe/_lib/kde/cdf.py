@@ -129,21 +129,22 @@ _HINV = (
 def grid_size(span_over_h: float, name: str = "bandwidth") -> int:
     """Nodes per column for ``max(span / h) = span_over_h`` (static under tracing).
 
-    ``name`` is the argument blamed when the grid would be too large
-    (``bandwidth``, or ``span_ratio`` when that sized it).
+    ``name`` is the argument blamed when the grid would be too large: the
+    kernel width (``kernel_std`` of create_transforms, the mesh's
+    ``bandwidth``), or ``span_ratio`` when that sized the grid.
     """
     if not math.isfinite(span_over_h) or span_over_h < 0:
-        raise ValueError(f"`{name}`: span / bandwidth must be finite and non-negative, got {span_over_h}")
+        raise ValueError(f"`{name}`: span / h must be finite and non-negative, got {span_over_h}")
     limit = MAX_GRID // C - 1
     if C * span_over_h + 4 > MAX_GRID:
-        if name == "bandwidth":
+        if name != "span_ratio":
             raise ValueError(
-                f"`bandwidth` is too small for the data range: span / bandwidth = {span_over_h:.6g} needs a grid "
-                f"of more than {MAX_GRID} nodes per column; use a bandwidth of at least span / {limit}"
+                f"`{name}` is too small for the data range: span / h = {span_over_h:.6g} needs a grid "
+                f"of more than {MAX_GRID} nodes per column; use an h of at least span / {limit}"
             )
         raise ValueError(
             f"`{name}`={span_over_h:.6g} needs a grid of more than {MAX_GRID} nodes per column: `{name}` "
-            f"(span / bandwidth) must be at most {limit}"
+            f"(span / h) must be at most {limit}"
         )
     return max(math.ceil(C * span_over_h) + 4, MIN_GRID)
 

@@ -1,6 +1,6 @@
 """Argument checks of the kernel-density method (``method="kernel"``, ``transform="kernel"``).
 
-What needs no data is checked here at once; the bandwidth's values, the
+What needs no data is checked here at once; ``kernel_std``'s values, the
 points' spread and the node-grid size are conditions read with the points'
 own check (:class:`KernelArgs`), so the points are read once.
 """
@@ -30,29 +30,31 @@ def _is_real_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def check_bandwidth(xp: ModuleType, bandwidth: Any, dim: int, dtype: Any, like: Array) -> Array:
-    """``bandwidth``: a scalar or one per column, as a (D,) array (reads nothing)."""
-    if bandwidth is None:
-        raise TypeError("`bandwidth` is required for method='kernel' (the kernel width h in data units)")
-    message = f"`bandwidth` must be a positive number or one per column, got {bandwidth!r}"
-    if compat.is_array_api_obj(bandwidth):
-        _, arr = _namespace.resolve({"bandwidth": bandwidth}, xp)
-        h = arr["bandwidth"]
+def check_kernel_std(xp: ModuleType, kernel_std: Any, dim: int, dtype: Any, like: Array) -> Array:
+    """``kernel_std``: a scalar or one per column, as a (D,) array (reads nothing)."""
+    if kernel_std is None:
+        raise TypeError(
+            "`kernel_std` is required for method='kernel' (the kernel's standard deviation h, in the points' units)"
+        )
+    message = f"`kernel_std` must be a positive number or one per column, got {kernel_std!r}"
+    if compat.is_array_api_obj(kernel_std):
+        _, arr = _namespace.resolve({"kernel_std": kernel_std}, xp)
+        h = arr["kernel_std"]
     else:
-        values = bandwidth if isinstance(bandwidth, (list, tuple)) else [bandwidth]
+        values = kernel_std if isinstance(kernel_std, (list, tuple)) else [kernel_std]
         if not all(_is_real_number(v) for v in values):
             raise TypeError(message)
         try:
-            h = xp.asarray(bandwidth, dtype=dtype, device=compat.device(like))
+            h = xp.asarray(kernel_std, dtype=dtype, device=compat.device(like))
         except Exception as exc:
             raise TypeError(message) from exc
     if not xp.isdtype(h.dtype, ("real floating", "integral")):
-        raise TypeError(f"`bandwidth` must be real, got dtype {h.dtype}")
+        raise TypeError(f"`kernel_std` must be real, got dtype {h.dtype}")
     h = xp.astype(h, dtype, copy=False)
     if h.ndim == 0:
         h = xp.broadcast_to(h, (dim,))
     if h.ndim != 1 or h.shape[0] != dim:
-        raise ValueError(f"`bandwidth` must be a scalar or have shape ({dim},), got {tuple(h.shape)}")
+        raise ValueError(f"`kernel_std` must be a scalar or have shape ({dim},), got {tuple(h.shape)}")
     return h  # its values are checked with the points' (KernelArgs.conditions), in their one read
 
 
@@ -70,7 +72,9 @@ def check_span_ratio(span_ratio: Any) -> tuple[float | None, int | None]:
     ratio = _namespace.check_optional_real("span_ratio", span_ratio, positive=True)
     assert ratio is not None
     if not math.isfinite(ratio):
-        raise ValueError(f"`span_ratio` must be finite (an upper bound on (max - min) / bandwidth), got {span_ratio!r}")
+        raise ValueError(
+            f"`span_ratio` must be finite (an upper bound on (max - min) / kernel_std), got {span_ratio!r}"
+        )
     return ratio, kc.grid_size(ratio, "span_ratio")
 
 
@@ -78,14 +82,14 @@ def check_span_ratio(span_ratio: Any) -> tuple[float | None, int | None]:
 class KernelArgs:
     """The checked arguments of ``create_transforms(method="kernel")``.
 
-    :func:`check_kernel_args` checks what needs no data; the bandwidth's
+    :func:`check_kernel_args` checks what needs no data; ``kernel_std``'s
     values, the points' spread and (without ``span_ratio``) the node count
     from the data span are read with the points' own check, in one read
     (:meth:`conditions`, then :meth:`grid` with what was read).
     """
 
     hooks: Any  # the namespace's BackendHooks
-    h: Array  # (D,) bandwidth in the points' dtype
+    h: Array  # (D,) kernel_std in the points' dtype
     n_knots: int | None
     span_ratio: float | None
     span_grid: int | None  # the node count span_ratio gives
@@ -103,7 +107,7 @@ class KernelArgs:
         Capped (at ``MAX_GRID``, also for inf and NaN) to fit the verdict's
         integer: a capped count is too large and raises in :meth:`grid`.
         Conditions are checked in order, so each message names the first
-        cause: a bad bandwidth, a zero or overflowing spread, a bandwidth
+        cause: a bad ``kernel_std``, a zero or overflowing spread, a ``kernel_std``
         too large for the kernel CDF's differences to be represented, and a
         ``span_ratio`` below the data's.
         """
@@ -113,7 +117,7 @@ class KernelArgs:
         h = sg(self.h)
         smallest = kc.min_span_ratio(xp, points.dtype)
         conditions = [
-            (~xp.all((h > 0) & xp.isfinite(h)), "`bandwidth` must be positive and finite"),
+            (~xp.all((h > 0) & xp.isfinite(h)), "`kernel_std` must be positive and finite"),
             (
                 ~xp.all(spread > 0),
                 "`points` has a column with zero spread: method='kernel' normalises by F(max) - F(min) of each column",
@@ -124,8 +128,8 @@ class KernelArgs:
             ),
             (
                 ~xp.all(spread / h >= smallest),
-                f"`bandwidth` is too large for the data range: (max - min) / bandwidth must be at least "
-                f"{smallest:.3g} in {points.dtype}, where F(max) - F(min) ~ 0.4 (max - min) / bandwidth is still a "
+                f"`kernel_std` is too large for the data range: (max - min) / kernel_std must be at least "
+                f"{smallest:.3g} in {points.dtype}, where F(max) - F(min) ~ 0.4 (max - min) / kernel_std is still a "
                 "normal floating-point number (the kernel CDF is then the straight line (q - min) / (max - min))",
             ),
         ]
@@ -138,8 +142,8 @@ class KernelArgs:
             conditions.append(
                 (
                     ~xp.all(fits),
-                    f"`span_ratio`={self.span_ratio!r} is below (max - min) / bandwidth of a column of `points`: "
-                    "pass a span_ratio of at least the largest (max - min) / bandwidth",
+                    f"`span_ratio`={self.span_ratio!r} is below (max - min) / kernel_std of a column of `points`: "
+                    "pass a span_ratio of at least the largest (max - min) / kernel_std",
                 )
             )
             return conditions, None
@@ -153,22 +157,22 @@ class KernelArgs:
             return self.span_grid
         if cells is None:
             raise ValueError(
-                "method='kernel' sizes its node grid from (max - min) / bandwidth of the points, which cannot be "
+                "method='kernel' sizes its node grid from (max - min) / kernel_std of the points, which cannot be "
                 "read from traced arrays: pass `span_ratio=` (a static upper bound on it; columns that exceed it "
                 "give NaN)"
             )
         if cells + 4 <= kc.MAX_GRID:
-            return kc.grid_size(cells / kc.C)  # exact: ceil(C * cells / C) == cells
+            return kc.grid_size(cells / kc.C, "kernel_std")  # exact: ceil(C * cells / C) == cells
         # Too many nodes: read the ratio itself to word the error (the error path may read again).
         spread = xp.max(points, axis=0) - xp.min(points, axis=0)
-        return kc.grid_size(float(self._ratio(xp, spread)))
+        return kc.grid_size(float(self._ratio(xp, spread)), "kernel_std")
 
 
 def check_kernel_args(
-    xp: ModuleType, hooks: Any, points: Array, bandwidth: Any, n_knots: Any, span_ratio: Any
+    xp: ModuleType, hooks: Any, points: Array, kernel_std: Any, n_knots: Any, span_ratio: Any
 ) -> KernelArgs:
     """The kernel arguments' checks that read no data (points: validated (N, D))."""
-    h = check_bandwidth(xp, bandwidth, points.shape[1], points.dtype, points)
+    h = check_kernel_std(xp, kernel_std, points.shape[1], points.dtype, points)
     m = check_n_knots(n_knots)
     ratio, grid = check_span_ratio(span_ratio)
     return KernelArgs(hooks, h, m, ratio, grid)
