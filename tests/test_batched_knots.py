@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import knotsafe
+from tests import _support
 from tests._contract import contract_partials, contract_threshold
 from tests._support import AutoDiff, asarray, backend_module, backend_name, eps_of, has_float64, to_numpy
 
@@ -308,23 +309,6 @@ def test_jax_jit_batched_equals_eager(rng: np.random.Generator) -> None:
     np.testing.assert_array_equal(np.asarray(jitted), np.asarray(eager))
 
 
-def _unreadable(xp: ModuleType, f: Any) -> Any:
-    """``f`` run where its inputs' values cannot be read (jax.jit, torch.func.vmap, lazy Dask), returning NumPy."""
-    name = backend_name(xp)
-    if name == "jax":
-        import jax
-
-        jitted = jax.jit(f)
-        return lambda *a: to_numpy(jitted(*a))
-    if name == "torch":
-        import torch
-
-        return lambda *a: to_numpy(torch.func.vmap(f)(*(t[None] for t in a))[0])
-    if name == "dask":
-        return lambda *a: to_numpy(f(*a))
-    pytest.skip(f"{name} arrays can always be read")
-
-
 @pytest.mark.parametrize("period", [None, 5.0])
 def test_unreadable_bad_rows_are_nan_row_by_row(xp: ModuleType, period: float | None) -> None:
     """Knots that cannot be checked: a bad row's outputs are NaN (as the 1-D call on that row, or vmap of it,
@@ -334,7 +318,7 @@ def test_unreadable_bad_rows_are_nan_row_by_row(xp: ModuleType, period: float | 
     k = np.array([[0.0, 1.0, 2.0], bad, [0.0, np.nan, 2.0], [0.0, 0.5, 2.0]])
     v = np.array([[0.0, 1.0, 4.0], [1.0, 2.0, 3.0], [1.0, 2.0, 3.0], [4.0, 1.0, 0.0]])
     x = np.array([-1.0, 0.25, 1.5, 3.0])
-    f = _unreadable(xp, lambda a, b, c: knotsafe.interp(a, b, c, period=period))
+    f = _support.unreadable(xp, lambda a, b, c: knotsafe.interp(a, b, c, period=period))
     got = f(*(asarray(xp, a, dt) for a in (x, k, v)))
     assert got.shape == (4, 4)
     assert np.isnan(got[1:3]).all()
