@@ -169,8 +169,8 @@ def test_jacobians_are_finite_agree_between_modes_and_match_references(
     np.testing.assert_allclose(jv[usable][:, finite_v], fd_v[usable][:, finite_v], rtol=0, atol=2.0**-18)
 
 
-def test_the_issue_examples_under_jit(xp: ModuleType, autodiff: AutoDiff) -> None:
-    """The two reproducers, also under jax.jit: output 1 (x = 0.5) of a -inf first knot lies in the finite
+def test_minus_inf_first_knot_and_infinite_value_jacobians_under_jit(xp: ModuleType, autodiff: AutoDiff) -> None:
+    """Also under jax.jit: output 1 (x = 0.5) of a -inf first knot lies in the finite
     bin [0, 1) (d/dvalues = [0, 0.5, 0.5]); an infinite value gives jacfwd == jacrev = [0, 1, 0]."""
     dt = _dt(xp)
     wraps: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [lambda f: f]

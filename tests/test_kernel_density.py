@@ -442,7 +442,7 @@ END_RTOL = 1e-5
 
 
 def _end_points() -> np.ndarray:
-    """The issue's column [0, 0.4, 1] and a second column of other data."""
+    """The column [0, 0.4, 1] and a second column of other data."""
     return np.array([[0.0, 2.0], [0.4, -1.0], [1.0, 0.5], [0.7, 3.0]])
 
 
@@ -466,7 +466,7 @@ def test_transform_at_the_column_ends_is_right_hand(autodiff: _support.AutoDiff,
 
 
 def test_right_hand_derivative_at_the_ends_agrees_between_jax_and_torch() -> None:
-    """The issue's case: 0.913 (the right-hand difference) at the minimum on both, 0 at the maximum."""
+    """Column [0, 0.4, 1], h = 0.5: 0.913 (the right-hand difference) at the minimum on both, 0 at the maximum."""
     grads = {}
     p = np.array([[0.0], [0.4], [1.0]])
     for name in ("jax", "torch"):
@@ -625,7 +625,7 @@ def _argument_points(xp: ModuleType, dtype_name: str = "float64") -> Any:
 @pytest.mark.skip_xp_backend("dask", reason="lazy data are not checked: tests/test_unreadable_data_gives_nan.py")
 @pytest.mark.parametrize("dtype_name", ["float64", "float32"])
 def test_too_small_span_ratio_on_concrete_data_raises(xp: ModuleType, dtype_name: str) -> None:
-    """The issue's case: span / h = 100 > span_ratio = 10 (it gave NaN)."""
+    """span / h = 100 > span_ratio = 10 (it gave NaN)."""
     if dtype_name == "float64" and not _support.has_float64(xp):
         pytest.skip("float64 needs JAX_ENABLE_X64=1")
     p = _support.asarray(xp, np.array([[0.0], [1.0]]), dtype_name)

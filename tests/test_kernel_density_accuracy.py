@@ -123,7 +123,7 @@ def test_bound_at_the_smallest_accepted_bandwidth(dtype_name: str) -> None:
 
 
 @_support.only_in_session_of("numpy")
-def test_the_issues_float32_example() -> None:
+def test_float32_points_a_microbandwidth_apart_match_the_exact_sum() -> None:
     """Four float32 points, h = 1e-6 (span / 1e6): u(0.7500005) is 0.72775 (was 0.73049)."""
     p = np.array([[0.0], [0.25], [0.75], [1.0]], np.float32)
     h = np.array([1e-6], np.float32)
@@ -164,7 +164,7 @@ def test_bound_at_the_largest_accepted_bandwidth(xp: ModuleType, dtype_name: str
 
 @pytest.mark.parametrize("factor", [1e10, 1e15, 1e20])
 def test_huge_bandwidths_give_the_exact_value(xp: ModuleType, dtype_name: str, factor: float) -> None:
-    """The issue's case: 50 normal points, h = factor * span; at q = 0 u is 0.5426 (was 0.4286 at
+    """50 normal points, h = factor * span; at q = 0 u is 0.5426 (was 0.4286 at
     1e15 and NaN at 1e20).  Every output finite and within the bound."""
     p = np.random.default_rng(0).normal(size=(50, 1)).astype(dtype_name)
     h = (np.ptp(p.astype(np.float64), axis=0) * factor).astype(dtype_name)
@@ -225,7 +225,7 @@ def test_inverse_is_within_one_float_of_the_exact_inverse(xp: ModuleType, dtype_
 @pytest.mark.parametrize("scale", ["max", "tiny"])
 def test_extreme_finite_weights_normalise(xp: ModuleType, dtype_name: str, scale: str) -> None:
     """Weights near the largest finite number (their sum overflows) or the smallest normal one:
-    the same as the weights scaled to 1 (the issue's 1e308 gave NaN)."""
+    the same as the weights scaled to 1 (weights of 1e308 gave NaN)."""
     p, w = _data(dtype_name, n=30)
     info = np.finfo(dtype_name)
     big = (w / w.max() * (float(info.max) / 4 if scale == "max" else float(info.smallest_normal) * 64)).astype(
@@ -242,7 +242,7 @@ def test_extreme_finite_weights_normalise(xp: ModuleType, dtype_name: str, scale
 
 
 @_support.only_in_session_of("numpy")
-def test_the_issues_huge_weights() -> None:
+def test_weights_of_1e308_do_not_overflow_their_sum() -> None:
     """Three points of weight 1e308: u(0.5) = 0.5 by symmetry (was NaN)."""
     p = np.array([[0.0], [0.5], [1.0]])
     t, _ = knotsafe.create_transforms(p, np.full(3, 1e308), method="kernel", kernel_std=0.3)

@@ -817,7 +817,7 @@ def test_mappings_centres_and_areas_do_not_depend_on_an_axis_scale(xp: ModuleTyp
                 np.testing.assert_allclose(areas / (s0 * s1), areas0, rtol=0, atol=64 * eps, err_msg=f"{s}")
 
 
-def test_the_issue_example_tiny_axis(xp: ModuleType) -> None:
+def test_an_axis_at_1e_200_gives_the_mesh_of_the_same_axis_at_1e_10(xp: ModuleType) -> None:
     """One axis at 1e-200 and the same axis at 1e-10: identical mappings; finite areas and centres."""
     if not has_float64(xp):
         pytest.skip("float64 needs JAX_ENABLE_X64=1")

@@ -127,7 +127,7 @@ def test_mapping_matrix_row_with_an_out_of_range_index_is_nan(xp: ModuleType, ba
         rectangular.mapping_matrix(_int(_readable(xp), idx), asarray(_readable(xp), W, dt), N_PIX)
 
 
-def test_the_issue_example_under_jit() -> None:
+def test_out_of_range_mapping_indices_under_jit_give_nan() -> None:
     """jax.jit(lambda i: mapping_matrix(i, ones((1, 4)), 36).sum()) of [[0, 1, 2, 99]] gave 3.0 (-1: 4.0)."""
     from tests._support import backend_module
 
@@ -401,7 +401,7 @@ _COMPILED = textwrap.dedent(
 
 
 def test_kernel_under_torch_compile_with_bad_points_is_nan_and_does_not_abort() -> None:
-    """The issue's abort: ``terminate called ... index out of bounds`` (exit 134) from a compiled
+    """The abort that was: ``terminate called ... index out of bounds`` (exit 134) from a compiled
     kernel transform of points containing a NaN.  Tiny sizes; compiling takes a minute."""
     _support.backend_module("torch")
     run = subprocess.run([sys.executable, "-c", _COMPILED], capture_output=True, text=True, timeout=1500)
