@@ -246,7 +246,7 @@ def test_entry_point_is_loaded_lazily_by_namespace_name(monkeypatch: pytest.Monk
 NATIVE_FIELDS = {
     "numpy": {"forward", "scatter_add", "erf", "searchsorted", "take"},
     "array_api_strict": set(),
-    "jax": {"stop_gradient", "is_concrete", "linearize", "scatter_add", "erf", "searchsorted", "take"},
+    "jax": {"stop_gradient", "is_concrete", "linearize", "scatter_add", "erf", "searchsorted", "take", "compiled"},
     "torch": {
         "searchsorted",
         "stop_gradient",
@@ -281,7 +281,8 @@ def test_builtin_hooks_keep_the_hook_contract(xp: ModuleType) -> None:
     run eagerly and are skipped otherwise.  ``scatter_add``, the backend's and the standard-only
     one, accumulates repeated indices like ``numpy.add.at`` (sums of dyadic numbers: exact), leaves
     empty slots zero, keeps the source's dtype, and its cotangent is the gather of the output
-    cotangent.  ``erf`` matches ``math.erf``.
+    cotangent.  ``erf`` matches ``math.erf``.  ``compiled`` gives a function of arrays (lists and
+    None included) the function's values, bit for bit on exact arithmetic, and its gradient.
     """
     ns = _compat(xp)
     name = backend_name(xp)
@@ -348,6 +349,20 @@ def test_builtin_hooks_keep_the_hook_contract(xp: ModuleType) -> None:
                 (0,),
             )
             np.testing.assert_array_equal(g, w[index])
+
+    def pure(pair: list[Any], none: None, c: Any) -> tuple[Any, list[Any]]:
+        assert none is None
+        return pair[0] * c + pair[1], [c - pair[0]]
+
+    compiled = hooks.compiled(pure)
+    # Dyadic numbers: every result exact, so a compiler's contractions cannot change a bit.
+    a, b, c = (asarray(xp, v, dt) for v in ([0.5, -1.25], [3.0, 0.125], [2.0, 4.0]))
+    out, (diff,) = compiled([a, b], None, c)
+    np.testing.assert_array_equal(to_numpy(out), [4.0, -4.875])
+    np.testing.assert_array_equal(to_numpy(diff), [1.5, 5.25])
+    if ad is not None:
+        (g,) = ad.grad(lambda a: compiled([a, b], None, c)[0], [a], (0,))
+        np.testing.assert_array_equal(g, [2.0, 4.0])
 
     z = np.array([-6.0, -2.5, -0.3, -1e-3, 0.0, 0.7, 1.9, 3.5], dtype=dt)
     ref = np.array([math.erf(float(t)) for t in z])
@@ -570,6 +585,7 @@ REQUIRED_HOOKS = [
     "is_concrete",
     "erf",
     "consolidate",
+    "compiled",
 ]
 OPTIONAL_HOOKS = ["forward", "linearize", "complex_parts", "layout_problem"]
 
