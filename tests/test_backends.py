@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 
 import knotsafe
-from knotsafe import backends
+from knotsafe import backends, rectangular
 from knotsafe._lib.backends import erf as _special
 from knotsafe._lib.backends import registry
 from knotsafe.backends import BackendHooks, generic_linearize, generic_scatter_add, hooks_for
@@ -210,6 +210,51 @@ def test_registered_hooks_override_builtins(xp: ModuleType) -> None:
     finally:
         backends.unregister("override")
     assert hooks_for(ns) is not None and hooks_for(ns).searchsorted is builtin.searchsorted
+
+
+@pytest.mark.skip_xp_backend("dask", reason="lazy points cannot size the kernel grid: tests/test_scale_out.py")
+def test_a_registered_compiled_hook_runs_the_kernel_ranks_and_mesh(xp: ModuleType) -> None:
+    """The ``compiled`` hook receives the kernel CDF's build, forward and inverse, the rank knots and
+    the mesh layout, and what it returns is what the public functions compute with: a hook that
+    compiles nothing gives the built-in backend's results bit for bit, and one that returns a
+    wrong function changes them."""
+    ns = _compat(xp)
+    builtin = hooks_for(ns)
+    seen: list[str] = []
+
+    def spy(fn: Any) -> Any:
+        seen.append(getattr(fn, "func", fn).__name__)
+        return builtin.compiled(fn)
+
+    data = np.random.default_rng(1).normal(size=(40, 2))
+    q = np.random.default_rng(2).normal(size=(30, 2))
+
+    def results() -> list[np.ndarray]:
+        pts, qs = asarray(xp, data), asarray(xp, q)
+        out = []
+        for method in ("rank", "kernel"):
+            std = {"kernel_std": 0.5} if method == "kernel" else {}
+            tr, inv = knotsafe.create_transforms(pts, method=method, **std)
+            out += [to_numpy(tr(qs)), to_numpy(inv(tr(qs)))]
+        idx, w = rectangular.mappings_weights(6, pts, qs)
+        return [*out, to_numpy(idx), to_numpy(w)]
+
+    expected = results()
+    backends.register("compiled_spy", builtin.replace(compiled=spy), matches=lambda n: n is ns)
+    try:
+        got = results()
+        for g, e in zip(got, expected, strict=True):
+            np.testing.assert_array_equal(g, e)
+        assert {"rank_knots", "_build", "_forward", "_inverse", "normalisation", "bilinear"} <= set(seen)
+
+        def halving(fn: Any) -> Any:
+            return lambda *a: fn(*a[:-1], a[-1] * 0.5)
+
+        backends.register("compiled_spy", builtin.replace(compiled=halving), matches=lambda n: n is ns)
+        tr, _ = knotsafe.create_transforms(asarray(xp, data), method="kernel", kernel_std=0.5)
+        assert not np.array_equal(to_numpy(tr(asarray(xp, q))), expected[2])
+    finally:
+        backends.unregister("compiled_spy")
 
 
 def test_entry_point_is_loaded_lazily_by_namespace_name(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -132,15 +132,23 @@ def generic_compiled(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-@functools.lru_cache(maxsize=256)
 def compiled_partial(hooks: BackendHooks, fn: Callable[..., Any], *static: Any) -> Callable[..., Any]:
     """``hooks.compiled(functools.partial(fn, *static))``, made once per hooks, ``fn`` and ``static``.
 
-    ``static`` are the leading, hashable arguments (a namespace, the hooks,
-    sizes, option strings); the returned function takes the arrays.  Being
-    made once, it keeps a compiling backend's cache of programs (JAX: one per
-    input shape and dtype) from one call to the next.
+    ``static`` are the leading arguments (a namespace, the hooks, sizes,
+    option strings); the returned function takes the arrays.  Being made
+    once, it keeps a compiling backend's cache of programs (JAX: one per
+    input shape and dtype) from one call to the next.  Hooks or arguments
+    that cannot be hashed (a user's hook object) get a new one each call.
     """
+    try:
+        return _compiled_partial(hooks, fn, *static)
+    except TypeError:
+        return hooks.compiled(functools.partial(fn, *static))
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled_partial(hooks: BackendHooks, fn: Callable[..., Any], *static: Any) -> Callable[..., Any]:
     return hooks.compiled(functools.partial(fn, *static))
 
 
