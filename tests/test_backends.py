@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 
 import knotsafe
-from knotsafe import backends
+from knotsafe import backends, rectangular
 from knotsafe._lib.backends import erf as _special
 from knotsafe._lib.backends import registry
 from knotsafe.backends import BackendHooks, generic_linearize, generic_scatter_add, hooks_for
@@ -212,6 +212,51 @@ def test_registered_hooks_override_builtins(xp: ModuleType) -> None:
     assert hooks_for(ns) is not None and hooks_for(ns).searchsorted is builtin.searchsorted
 
 
+@pytest.mark.skip_xp_backend("dask", reason="lazy points cannot size the kernel grid: tests/test_scale_out.py")
+def test_a_registered_compiled_hook_runs_the_kernel_ranks_and_mesh(xp: ModuleType) -> None:
+    """The ``compiled`` hook receives the kernel CDF's build, forward and inverse, the rank knots and
+    the mesh layout, and what it returns is what the public functions compute with: a hook that
+    compiles nothing gives the built-in backend's results bit for bit, and one that returns a
+    wrong function changes them."""
+    ns = _compat(xp)
+    builtin = hooks_for(ns)
+    seen: list[str] = []
+
+    def spy(fn: Any) -> Any:
+        seen.append(getattr(fn, "func", fn).__name__)
+        return builtin.compiled(fn)
+
+    data = np.random.default_rng(1).normal(size=(40, 2))
+    q = np.random.default_rng(2).normal(size=(30, 2))
+
+    def results() -> list[np.ndarray]:
+        pts, qs = asarray(xp, data), asarray(xp, q)
+        out = []
+        for method in ("rank", "kernel"):
+            std = {"kernel_std": 0.5} if method == "kernel" else {}
+            tr, inv = knotsafe.create_transforms(pts, method=method, **std)
+            out += [to_numpy(tr(qs)), to_numpy(inv(tr(qs)))]
+        idx, w = rectangular.mappings_weights(6, pts, qs)
+        return [*out, to_numpy(idx), to_numpy(w)]
+
+    expected = results()
+    backends.register("compiled_spy", builtin.replace(compiled=spy), matches=lambda n: n is ns)
+    try:
+        got = results()
+        for g, e in zip(got, expected, strict=True):
+            np.testing.assert_array_equal(g, e)
+        assert {"rank_knots", "_build", "_forward", "_inverse", "normalisation", "bilinear"} <= set(seen)
+
+        def halving(fn: Any) -> Any:
+            return lambda *a: fn(*a[:-1], a[-1] * 0.5)
+
+        backends.register("compiled_spy", builtin.replace(compiled=halving), matches=lambda n: n is ns)
+        tr, _ = knotsafe.create_transforms(asarray(xp, data), method="kernel", kernel_std=0.5)
+        assert not np.array_equal(to_numpy(tr(asarray(xp, q))), expected[2])
+    finally:
+        backends.unregister("compiled_spy")
+
+
 def test_entry_point_is_loaded_lazily_by_namespace_name(monkeypatch: pytest.MonkeyPatch) -> None:
     loaded = []
 
@@ -246,7 +291,7 @@ def test_entry_point_is_loaded_lazily_by_namespace_name(monkeypatch: pytest.Monk
 NATIVE_FIELDS = {
     "numpy": {"forward", "scatter_add", "erf", "searchsorted", "take"},
     "array_api_strict": set(),
-    "jax": {"stop_gradient", "is_concrete", "linearize", "scatter_add", "erf", "searchsorted", "take"},
+    "jax": {"stop_gradient", "is_concrete", "linearize", "scatter_add", "erf", "searchsorted", "take", "compiled"},
     "torch": {
         "searchsorted",
         "stop_gradient",
@@ -281,7 +326,8 @@ def test_builtin_hooks_keep_the_hook_contract(xp: ModuleType) -> None:
     run eagerly and are skipped otherwise.  ``scatter_add``, the backend's and the standard-only
     one, accumulates repeated indices like ``numpy.add.at`` (sums of dyadic numbers: exact), leaves
     empty slots zero, keeps the source's dtype, and its cotangent is the gather of the output
-    cotangent.  ``erf`` matches ``math.erf``.
+    cotangent.  ``erf`` matches ``math.erf``.  ``compiled`` gives a function of arrays (lists and
+    None included) the function's values, bit for bit on exact arithmetic, and its gradient.
     """
     ns = _compat(xp)
     name = backend_name(xp)
@@ -348,6 +394,20 @@ def test_builtin_hooks_keep_the_hook_contract(xp: ModuleType) -> None:
                 (0,),
             )
             np.testing.assert_array_equal(g, w[index])
+
+    def pure(pair: list[Any], none: None, c: Any) -> tuple[Any, list[Any]]:
+        assert none is None
+        return pair[0] * c + pair[1], [c - pair[0]]
+
+    compiled = hooks.compiled(pure)
+    # Dyadic numbers: every result exact, so a compiler's contractions cannot change a bit.
+    a, b, c = (asarray(xp, v, dt) for v in ([0.5, -1.25], [3.0, 0.125], [2.0, 4.0]))
+    out, (diff,) = compiled([a, b], None, c)
+    np.testing.assert_array_equal(to_numpy(out), [4.0, -4.875])
+    np.testing.assert_array_equal(to_numpy(diff), [1.5, 5.25])
+    if ad is not None:
+        (g,) = ad.grad(lambda a: compiled([a, b], None, c)[0], [a], (0,))
+        np.testing.assert_array_equal(g, [2.0, 4.0])
 
     z = np.array([-6.0, -2.5, -0.3, -1e-3, 0.0, 0.7, 1.9, 3.5], dtype=dt)
     ref = np.array([math.erf(float(t)) for t in z])
@@ -570,6 +630,7 @@ REQUIRED_HOOKS = [
     "is_concrete",
     "erf",
     "consolidate",
+    "compiled",
 ]
 OPTIONAL_HOOKS = ["forward", "linearize", "complex_parts", "layout_problem"]
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import array_api_compat as compat
 
-from knotsafe._lib.backends.hooks import BackendHooks
+from knotsafe._lib.backends.hooks import BackendHooks, compiled_partial
 from knotsafe._lib.kde.transform import mesh_transforms
 from knotsafe._lib.ranks import rank_transform
 from knotsafe._lib.validation import checks as _checks
@@ -97,7 +97,7 @@ class MeshState:
 
     def __init__(self, inputs: MeshInputs) -> None:
         self.inputs = inputs
-        self.mu, self.scale = normalisation(inputs.xp, inputs.hooks, inputs.data)
+        self.mu, self.scale = compiled_partial(inputs.hooks, normalisation, inputs.xp, inputs.hooks)(inputs.data)
         self.inv_scale = 1.0 / self.scale
         self._transforms: tuple[Transform, Transform] | None = None
 
@@ -145,7 +145,7 @@ class MeshState:
     def mappings_weights(self, transform_of: TransformOf | None = None) -> tuple[Array, Array]:
         """Corners (K, 4) and bilinear weights (K, 4) of the over-sampled grid, weights poisoned by bad data."""
         i = self.inputs
-        indices, weights = bilinear(i.xp, i.hooks, i.n, self.index_coordinates(transform_of))
+        indices, weights = compiled_partial(i.hooks, bilinear, i.xp, i.hooks, i.n)(self.index_coordinates(transform_of))
         weights = _checks.poison(i.xp, i.bad, weights)
         return indices, i.xp.astype(weights, i.dtype, copy=False)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import array_api_compat as compat
 
-from knotsafe._lib.backends.hooks import BackendHooks
+from knotsafe._lib.backends.hooks import BackendHooks, compiled_partial
 from knotsafe._lib.interpolate import interpolate
 
 Array = Any
@@ -81,7 +81,7 @@ def rank_transform(
     min_gap: float | None,
 ) -> RankTransform:
     """:class:`RankTransform` of validated ``points`` (N, D) and ``weights`` (N,) of one dtype."""
-    knots, ranks = rank_knots(xp, hooks, points, weights)
+    knots, ranks = compiled_partial(hooks, rank_knots, xp, hooks)(points, weights)
     return RankTransform(xp, hooks, knots, tuple(ranks), knot_grad, min_gap)
 
 

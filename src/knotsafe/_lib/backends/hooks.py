@@ -10,6 +10,7 @@ imports no framework and nothing else from knotsafe at run time.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from types import ModuleType
@@ -126,9 +127,44 @@ def generic_erf(xp: Namespace, x: Array) -> Array:
     return _special.erf(xp, x)
 
 
+def generic_compiled(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` itself: a library without a compiler runs it operation by operation."""
+    return fn
+
+
+def compiled_partial(hooks: BackendHooks, fn: Callable[..., Any], *static: Any) -> Callable[..., Any]:
+    """``hooks.compiled(functools.partial(fn, *static))``, made once per hooks, ``fn`` and ``static``.
+
+    ``static`` are the leading arguments (a namespace, the hooks, sizes,
+    option strings); the returned function takes the arrays.  Being made
+    once, it keeps a compiling backend's cache of programs (JAX: one per
+    input shape and dtype) from one call to the next.  Hooks or arguments
+    that cannot be hashed (a user's hook object) get a new one each call.
+    """
+    try:
+        return _compiled_partial(hooks, fn, *static)
+    except TypeError:
+        return hooks.compiled(functools.partial(fn, *static))
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled_partial(hooks: BackendHooks, fn: Callable[..., Any], *static: Any) -> Callable[..., Any]:
+    return hooks.compiled(functools.partial(fn, *static))
+
+
 #: The hooks every backend has (defaults above); None is not one of their values.
 _REQUIRED_HOOKS = frozenset(
-    ("stop_gradient", "safe_slope", "searchsorted", "take", "scatter_add", "is_concrete", "erf", "consolidate")
+    (
+        "stop_gradient",
+        "safe_slope",
+        "searchsorted",
+        "take",
+        "scatter_add",
+        "is_concrete",
+        "erf",
+        "consolidate",
+        "compiled",
+    )
 )
 #: The hooks that may be None (no native version: knotsafe's own is used).
 _OPTIONAL_HOOKS = frozenset(("forward", "linearize", "complex_parts", "layout_problem"))
@@ -194,6 +230,15 @@ class BackendHooks:
         number of chunks of an array that is gathered from or scanned by
         shifted sums; identity elsewhere.  knotsafe calls it only on arrays
         the size of the knots or of the kernel node grid, never the queries.
+    compiled
+        ``fn -> fn``: ``fn`` compiled into one program per input shape and
+        dtype (``jax.jit``), for a library that otherwise compiles or
+        dispatches every operation on its own.  ``fn`` is a pure function of
+        arrays (arguments and results: arrays, None, or lists and tuples of
+        them), differentiable through the library's autodiff; knotsafe builds
+        each ``fn`` once per static configuration, so the library's cache of
+        compiled programs is reused.  Default :func:`generic_compiled` (``fn``
+        itself).
     complex_parts
         Optional ``(xp, re, im, dtype) -> re + i im`` of complex ``dtype``
         (``re`` and ``im`` come in its part dtype) with both parts exact, no
@@ -226,6 +271,7 @@ class BackendHooks:
     linearize: Linearize | None = None
     erf: Callable[[Namespace, Array], Array] = generic_erf
     consolidate: Callable[[Array], Array] = _identity
+    compiled: Callable[[Callable[..., Any]], Callable[..., Any]] = generic_compiled
     complex_parts: Callable[[Namespace, Array, Array, Any], Array] | None = None
     layout_problem: Callable[[Array], str | None] | None = None
     extras: dict[str, Any] = field(default_factory=dict, compare=False)

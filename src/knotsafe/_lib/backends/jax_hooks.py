@@ -126,4 +126,5 @@ def make_hooks() -> BackendHooks:
         searchsorted=_searchsorted,
         take=_take,
         erf=_erf,
+        compiled=jax.jit,
     )

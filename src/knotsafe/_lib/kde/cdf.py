@@ -278,6 +278,24 @@ class KernelTables:
     coef: list[Array] | None = None
 
 
+#: The arrays of a :class:`KernelTables`, in the order of :func:`arrays_of`.
+TableArrays = tuple[Any, ...]
+
+
+def arrays_of(tabs: KernelTables) -> TableArrays:
+    """The arrays of ``tabs``: what a compiled program (the ``compiled`` hook) returns and takes."""
+    fr = tabs.frame
+    return (tabs.tables, fr.lo, fr.unit, fr.ds, fr.delta, tabs.lo, tabs.hi, tabs.f_lo, tabs.f_hi, tabs.ok, tabs.coef)
+
+
+def tables_of(xp: ModuleType, hooks: BackendHooks, grid: int, arrays: TableArrays) -> KernelTables:
+    """The :class:`KernelTables` of ``grid`` nodes whose arrays are ``arrays`` (the inverse of :func:`arrays_of`)."""
+    tables, fr_lo, unit, ds, delta, lo, hi, f_lo, f_hi, ok, coef = arrays
+    fr = Frame(grid, fr_lo, unit, ds, delta)
+    coef = None if coef is None else list(coef)
+    return KernelTables(xp, hooks, grid, lo.shape[0], list(tables), fr, lo, hi, f_lo, f_hi, ok, coef)
+
+
 def _int_dtype(xp: ModuleType, like: Array) -> Any:
     return xp.__array_namespace_info__().default_dtypes(device=compat.device(like))["integral"]
 

@@ -14,12 +14,33 @@ from typing import Any
 
 import array_api_compat as compat
 
-from knotsafe._lib.backends.hooks import BackendHooks
+from knotsafe._lib.backends.hooks import BackendHooks, compiled_partial
 from knotsafe._lib.interpolate import interpolate
 from knotsafe._lib.kde import cdf as kc
 
 Array = Any
 Transform = Callable[[Array], Array]
+
+
+def _build(
+    xp: ModuleType, hooks: BackendHooks, grid: int, points: Array, weights: Array | None, h: Array
+) -> kc.TableArrays:
+    return kc.arrays_of(kc.build(xp, hooks, points, weights, h, grid))
+
+
+def _forward(xp: ModuleType, hooks: BackendHooks, grid: int, arrays: kc.TableArrays, q: Array) -> Array:
+    return kc.forward(kc.tables_of(xp, hooks, grid, arrays), q)
+
+
+def _inverse(xp: ModuleType, hooks: BackendHooks, grid: int, arrays: kc.TableArrays, u: Array) -> Array:
+    return kc.inverse(kc.tables_of(xp, hooks, grid, arrays), u)
+
+
+def _programs(xp: ModuleType, hooks: BackendHooks, grid: int) -> tuple[Callable[..., Any], ...]:
+    """Build, forward and inverse of a ``grid``-node kernel CDF, each through the backend's
+    ``compiled`` hook: the kernel CDF is a long chain of small operations, one program per shape
+    on a compiling backend (JAX) rather than one per operation."""
+    return tuple(compiled_partial(hooks, f, xp, hooks, grid) for f in (_build, _forward, _inverse))
 
 
 def kernel_transforms(
@@ -46,48 +67,54 @@ def kernel_transforms(
     dim = points.shape[1]
     dtype = points.dtype
     m = n_knots
-    own = kc.build(xp, hooks, points, weights, h, grid)
-    wider: dict[Any, kc.KernelTables] = {}
+    # Two nodes of margin for a wider dtype: the grid was sized from span / h rounded in the points' dtype.
+    build, forward, inverse = _programs(xp, hooks, grid)
+    build_wider, forward_wider, inverse_wider = _programs(xp, hooks, grid + 2)
+    own = build(points, weights, h)
+    wider: dict[Any, kc.TableArrays] = {}
 
-    def tables(like: Array) -> kc.KernelTables:
+    def tables(like: Array) -> tuple[kc.TableArrays, int]:
+        """The table arrays for queries ``like`` and their grid size."""
         if like.dtype == dtype:
-            return own
+            return own, grid
         if like.dtype in wider:
-            return wider[like.dtype]
+            return wider[like.dtype], grid + 2
 
         def cast(a: Array) -> Array:
             return xp.astype(a, like.dtype)
 
-        # Two nodes of margin: the grid was sized from span / h rounded in the points' dtype.
-        tabs = kc.build(xp, hooks, cast(points), None if weights is None else cast(weights), cast(h), grid + 2)
+        tabs = build_wider(cast(points), None if weights is None else cast(weights), cast(h))
         # Kept only when concrete: tables traced inside one jax.jit must not leak into another call.
-        if hooks.is_concrete(tabs.tables[0]):
+        if hooks.is_concrete(tabs[0][0]):
             wider[like.dtype] = tabs
-        return tabs
+        return tabs, grid + 2
 
     def transform(q: Array) -> Array:
         """Kernel-CDF coordinates of queries ``q`` of shape (K, D), in [0, 1]."""
-        return kc.forward(tables(q), q)
+        arrays, g = tables(q)
+        return (forward if g == grid else forward_wider)(arrays, q)
 
     if m is None:
 
         def inv_transform(u: Array) -> Array:
             """Points whose kernel-CDF coordinates are ``u`` (K, D), clamped to [0, 1]."""
-            return kc.inverse(tables(u), u)
+            arrays, g = tables(u)
+            return (inverse if g == grid else inverse_wider)(arrays, u)
 
         return transform, inv_transform
 
-    def knot_table(tabs: kc.KernelTables) -> tuple[Array, Array]:
+    def knot_table(arrays: kc.TableArrays, g: int) -> tuple[Array, Array]:
+        tabs = kc.tables_of(xp, hooks, g, arrays)
         frac = xp.linspace(0.0, 1.0, m, dtype=tabs.lo.dtype, device=compat.device(points))
         knots = tabs.lo[None, :] + frac[:, None] * (tabs.hi - tabs.lo)[None, :]  # (M, D)
-        return knots, kc.forward(tabs, knots)
+        return knots, (forward if g == grid else forward_wider)(arrays, knots)
 
-    own_knots = knot_table(own)
+    own_knots = knot_table(own, grid)
 
     def inv_table(u: Array) -> Array:
         """Table inverse: ``interp(u, u(knots), knots)`` per column (clamped)."""
-        tabs = tables(u)
-        knots, knot_u = own_knots if tabs is own else knot_table(tabs)
+        arrays, g = tables(u)
+        knots, knot_u = own_knots if arrays is own else knot_table(arrays, g)
         opts: dict[str, Any] = {"left": None, "right": None, "knot_grad": knot_grad, "min_gap": min_gap}
         cols = [interpolate(xp, hooks, u[:, d], knot_u[:, d], knots[:, d], **opts) for d in range(dim)]
         return xp.stack(cols, axis=1)
