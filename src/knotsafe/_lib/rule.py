@@ -182,12 +182,18 @@ class Partials:
         # each knot receives the same terms in the same order as a 1-D call.
         xp, j = self.xp, self.j
         if j.ndim == 1:
-            return self.hooks.scatter_add(xp, n, xp.concat([j, j + 1]), xp.concat([c0, c1]))
+            return self._scatter_flat(n, j, c0, c1)
         rows = j.shape[0]
         j = xp.reshape(j + row_offsets(xp, rows, n, j), (-1,))
-        c0, c1 = xp.reshape(c0, (-1,)), xp.reshape(c1, (-1,))
-        out = self.hooks.scatter_add(xp, rows * n, xp.concat([j, j + 1]), xp.concat([c0, c1]))
+        out = self._scatter_flat(rows * n, j, xp.reshape(c0, (-1,)), xp.reshape(c1, (-1,)))
         return xp.reshape(out, (rows, n))
+
+    def _scatter_flat(self, size: int, j: Array, c0: Array, c1: Array) -> Array:
+        # The backend's pair scatter, or one scatter of the concatenations.
+        xp, pair = self.xp, self.hooks.scatter_add_pair
+        if pair is not None:
+            return pair(xp, size, j, c0, c1)
+        return self.hooks.scatter_add(xp, size, xp.concat([j, j + 1]), xp.concat([c0, c1]))
 
     def _row_sum(self, g: Array, w: Array) -> Array:
         """A bound's cotangent, the sum of ``g * w`` per row: 0-d for 1-D ``g``, (R, 1) for rows.
@@ -256,16 +262,16 @@ class InterpRule:
     def _bracket(self, x: Array, knots: Array, values: Array, j: Array | None = None) -> tuple[Array, ...]:
         xp = self.xp
         take = self.hooks.take
-        if j is not None:
-            # The bins an earlier call found for these very arrays.
-            return j, take(xp, knots, j), take(xp, knots, j + 1), take(xp, values, j), take(xp, values, j + 1)
-        # Searching the interior knots gives clip(searchsorted(knots, x) - 1, 0,
-        # N - 2) directly, the lower index j of numpy's bin: no subtraction and
-        # no clip over the queries.  (They differ only for NaN queries, whose
-        # value is NaN and whose partials are all zero whatever the bin.)
-        j = self.hooks.searchsorted(xp, knots[..., 1:-1], x)
-        j1 = j + 1
-        return j, take(xp, knots, j), take(xp, knots, j1), take(xp, values, j), take(xp, values, j1)
+        if j is None:
+            # Searching the interior knots gives clip(searchsorted(knots, x) - 1, 0,
+            # N - 2) directly, the lower index j of numpy's bin: no subtraction and
+            # no clip over the queries.  (They differ only for NaN queries, whose
+            # value is NaN and whose partials are all zero whatever the bin.)
+            j = self.hooks.searchsorted(xp, knots[..., 1:-1], x)
+        # The upper ends come from the arrays shifted by one, at the same
+        # indices: no `j + 1` array over the queries.
+        k1, f1 = take(xp, knots[..., 1:], j), take(xp, values[..., 1:], j)
+        return j, take(xp, knots, j), k1, take(xp, values, j), f1
 
     def _forward(
         self,
@@ -298,7 +304,7 @@ class InterpRule:
         gap = k1 - k0
         rise = f1 - f0
         d0 = x - k0
-        safe_gap = xp.where(gap == 0, xp.ones_like(gap), gap)
+        safe_gap = xp.where(gap == 0, _const(xp, 1.0, gap), gap)
         slope = rise / safe_gap
         ends = self._ends(x, knots, thr)
         if not with_value:
@@ -446,8 +452,9 @@ class InterpRule:
         # `1 - w`, `w`, so all its partials are 0 (as a NaN query's).
         inside = (x >= knots[..., :1]) & (x < knots[..., -1:])  # False for NaN queries
         if fwd.ends.extra is not None:
-            inside = inside | (fwd.ends.extra & xp.isfinite(x))
-        zero = xp.zeros_like(x)
+            inside = inside | (fwd.ends.extra & _finite(x))
+        # 0-d constants: a `where` broadcasts them, with no array over the queries.
+        zero, one = _const(xp, 0.0, x), _const(xp, 1.0, x)
         # THE zero-width-bin rule.  A bin whose gap is at or below the duplicate
         # threshold is a step of the function (exact duplicates) or rounding
         # noise standing in for one (near-duplicates): its slope gets no
@@ -467,48 +474,51 @@ class InterpRule:
                 # guarded divisions below, which only differentiability needs.
                 dx = xp.where(self._bin_genuine(inside, fwd, thr), fwd.slope, zero)
             if need_k or need_v:
-                a0, a1 = self._weights(xp.where(inside, self._flat_weight(x, k0, fwd), zero), inside, fwd, zero)
+                a0, a1 = self._weights(self._flat_weight(x, k0, fwd, inside, zero, one), inside, fwd, zero, one)
             return fwd.out, self.partials(j, dx, a0, a1, *bounds)
         # Double where: the differentiable divisions only ever see genuine bins
         # (finite rise, offset and gap), so no branch of any order is inf/NaN.
         genuine = self._bin_genuine(inside, fwd, thr)
         dx = self.hooks.safe_slope(xp, xp.where(genuine, fwd.rise, zero), fwd.gap, genuine)
-        one = xp.ones_like(x)
         w_genuine = xp.where(genuine, fwd.d0, zero) / xp.where(genuine, fwd.gap, one)
-        w = xp.where(genuine, w_genuine, self.hooks.stop_gradient(self._flat_weight(x, k0, fwd)))
+        w = xp.where(genuine, w_genuine, self.hooks.stop_gradient(self._flat_weight(x, k0, fwd, inside, zero, one)))
         w = xp.where(inside, w, zero)
-        a0, a1 = self._weights(w, inside, fwd, zero)
+        a0, a1 = self._weights(w, inside, fwd, zero, one)
         return fwd.out, self.partials(j, dx, a0, a1, *bounds)
 
     def _bin_genuine(self, inside: Array, fwd: _Forward, thr: Array | float | None) -> Array:
         """Queries on a bin's line (``inside``) in a bin with a slope: a genuine gap
         (:meth:`_genuine`) and a finite slope (the others: see the module docstring)."""
-        return inside & self._genuine(fwd.gap, thr) & self.xp.isfinite(fwd.slope)
+        return inside & self._genuine(fwd.gap, thr) & _finite(fwd.slope)
 
-    def _flat_weight(self, x: Array, k0: Array, fwd: _Forward) -> Array:
-        """The in-bin weight ``w`` of numpy's value, for any bin (finite for in-range queries).
+    def _flat_weight(self, x: Array, k0: Array, fwd: _Forward, inside: Array, zero: Array, one: Array) -> Array:
+        """The in-bin weight ``w`` of numpy's value on a bin's line (``inside``), 0 elsewhere.
 
         ``(x - k0) / gap`` is NaN only in a bin from a ``-inf`` knot (``inf / inf``,
         or ``x - k0 = NaN`` at ``x = -inf``).  numpy's value there is ``f1`` (its
         retry from the upper knot), and ``f0`` at ``x == k0 == -inf``: the
         weight is 1, and 0 at ``x == k0``, the mirror image of a bin to a
-        ``+inf`` knot (``w = (x - k0) / inf = 0``, value ``f0``).
+        ``+inf`` knot (``w = (x - k0) / inf = 0``, value ``f0``).  ``zero``,
+        ``one``: 0-d constants of ``x``'s dtype.
         """
         xp = self.xp
         w = fwd.d0 / fwd.safe_gap
-        return xp.where(xp.isnan(w), xp.astype(x != k0, w.dtype), w)
+        nan = xp.isnan(w)
+        return xp.where(inside & ~(nan & (x == k0)), xp.where(nan, one, w), zero)
 
-    def _weights(self, w: Array, inside: Array, fwd: _Forward, zero: Array) -> tuple[Array, Array]:
-        """``(a0, a1)``, the value weights, from the in-bin weight ``w``.
+    def _weights(self, w: Array, inside: Array, fwd: _Forward, zero: Array, one: Array) -> tuple[Array, Array]:
+        """``(a0, a1)``, the value weights, from the in-bin weight ``w`` (0 off the bins' lines).
 
-        ``inside``: the entries on a bin's line (extrapolated ones included).
+        ``inside``: the entries on a bin's line (extrapolated ones included),
+        which no end mask holds.
         """
         xp = self.xp
         # Beyond the knots the output copies an end value (weight 1) or a
-        # bound (no weight on `values`).
+        # bound (no weight on `values`).  Off the lines w is 0, so `w` and
+        # `1 - w` there are already the weights 0 and 1.
         ends = fwd.ends
-        a1 = xp.where(inside, w, xp.astype(ends.last, w.dtype))
-        a0 = xp.where(inside, 1.0 - w, zero if ends.first is None else xp.astype(ends.first, w.dtype))
+        a1 = xp.where(ends.last, one, w)
+        a0 = xp.where(inside if ends.first is None else inside | ends.first, 1.0 - w, zero)
         return a0, a1
 
     def _bound_weights(self, ends: _Ends, x: Array, needs: tuple[bool, ...]) -> tuple[Array | None, Array | None]:
@@ -543,11 +553,21 @@ def generic_linearize(
     sg = rule.hooks.stop_gradient
     lo, hi = (None if b is None else sg(b) for b in (left, right))
     out, p = rule.value_and_partials(sg(x), sg(knots), sg(values), lo=lo, hi=hi)
-    fin = [None if a is None else _finite(xp, a) for a in (x, knots, values, left, right)]
+    fin = [None if a is None else _finite_or_zero(xp, a) for a in (x, knots, values, left, right)]
     s = p.tangent(*fin)
     delta = s - sg(s)
     return out + xp.where(xp.isfinite(delta), delta, xp.zeros_like(delta))
 
 
-def _finite(xp: ModuleType, a: Array) -> Array:
+def _finite(a: Array) -> Array:
+    """``isfinite(a)`` from two comparisons: no float temporary (PyTorch's isfinite makes one)."""
+    return (a > -math.inf) & (a < math.inf)
+
+
+def _finite_or_zero(xp: ModuleType, a: Array) -> Array:
     return xp.where(xp.isfinite(a), a, xp.zeros_like(a))
+
+
+def _const(xp: ModuleType, value: float, like: Array) -> Array:
+    """A 0-d array of ``value`` in ``like``'s dtype and device."""
+    return xp.full((), value, dtype=like.dtype, device=array_api_compat.device(like))

@@ -178,6 +178,17 @@ def _scatter_add(xp: Any, size: int, index: Any, src: Any) -> Any:
     return torch.zeros(size, dtype=src.dtype, device=src.device).index_add(0, index, src)
 
 
+def _scatter_add_pair(xp: Any, size: int, index: Any, c0: Any, c1: Any) -> Any:
+    # c0 at `index`, then c1 at `index + 1` (the slots from 1 on at `index`):
+    # index_add adds in index order, so each slot sums the terms of one
+    # scatter of the concatenations in the same order, without those copies
+    # of the queries' arrays.  Out of place (torch.func batches index_add,
+    # not an in-place add of batched terms into an unbatched buffer); the
+    # copies are the size of the knots.
+    first = torch.zeros(size, dtype=c0.dtype, device=c0.device).index_add(0, index, c0)
+    return torch.cat([first[:1], first[1:].index_add(0, index, c1)])
+
+
 def _searchsorted(xp: Any, knots: Any, x: Any) -> Any:
     # torch copies (and warns about) non-contiguous inputs; column views are common.
     # 2-D knots and queries: each row is searched in its own knots.
@@ -236,6 +247,7 @@ def make_hooks() -> BackendHooks:
         stop_gradient=torch.Tensor.detach,
         linearize=_linearize,
         scatter_add=_scatter_add,
+        scatter_add_pair=_scatter_add_pair,
         take=_take,
         erf=_erf,
         is_concrete=_is_concrete,
