@@ -233,7 +233,7 @@ class _Forward:
     out: Array
     gap: Array  # k1 - k0
     safe_gap: Array  # gap, with exact zeros replaced by 1
-    rise: Array  # f1 - f0
+    rise: Array | None  # f1 - f0 (None when not asked to keep it)
     d0: Array  # x - k0
     ends: _Ends
     slope: Array  # rise / safe_gap
@@ -259,7 +259,8 @@ class InterpRule:
     knot_grad: str
     min_gap: float | Array | None
 
-    def _bracket(self, x: Array, knots: Array, values: Array, j: Array | None = None) -> tuple[Array, ...]:
+    def _bracket(self, x: Array, knots: Array, values: Array, j: Array | None = None) -> tuple[Array, Array, Array]:
+        """``(j, k0, f0)``: the lower knot index of each query's bin (``j``: known bins), its knot and value."""
         xp = self.xp
         take = self.hooks.take
         if j is None:
@@ -268,26 +269,29 @@ class InterpRule:
             # no clip over the queries.  (They differ only for NaN queries, whose
             # value is NaN and whose partials are all zero whatever the bin.)
             j = self.hooks.searchsorted(xp, knots[..., 1:-1], x)
-        # The upper ends come from the arrays shifted by one, at the same
-        # indices: no `j + 1` array over the queries.
-        k1, f1 = take(xp, knots[..., 1:], j), take(xp, values[..., 1:], j)
-        return j, take(xp, knots, j), k1, take(xp, values, j), f1
+        return j, take(xp, knots, j), take(xp, values, j)
+
+    def _upper(self, knots: Array, values: Array, j: Array) -> tuple[Array, Array]:
+        """``(k1, f1)``, the upper knot and value of each bin: gathered from the
+        arrays shifted by one at ``j`` (no ``j + 1`` array over the queries)."""
+        xp, take = self.xp, self.hooks.take
+        return take(xp, knots[..., 1:], j), take(xp, values[..., 1:], j)
 
     def _forward(
         self,
         x: Array,
         knots: Array,
         values: Array,
+        j: Array,
         k0: Array,
-        k1: Array,
         f0: Array,
-        f1: Array,
         any_nan: AnyNan | None = None,
         with_value: bool = True,
         *,
         lo: Array | None = None,
         hi: Array | None = None,
         thr: Array | float | None = None,
+        keep_rise: bool = False,
     ) -> _Forward:
         """numpy.interp's arithmetic, operation for operation (compiled_base.c).
 
@@ -296,21 +300,31 @@ class InterpRule:
         are skipped (same values, fewer passes over the queries).  With
         ``with_value=False`` only the intermediates of the partials are
         computed (``out`` is None).  ``lo``/``hi``: the ``"value"`` bounds;
-        ``thr``: the duplicate threshold, if the caller has it.
+        ``thr``: the duplicate threshold, if the caller has it; ``keep_rise``:
+        keep ``f1 - f0`` in the result (second derivatives read it).
         """
         xp = self.xp
+        k1, f1 = self._upper(knots, values, j)
         # The bin a finite in-range query uses always has k1 > x >= k0, so a
         # zero gap only occurs for entries the outer `where`s replace.
         gap = k1 - k0
-        rise = f1 - f0
-        d0 = x - k0
         safe_gap = xp.where(gap == 0, _const(xp, 1.0, gap), gap)
+        rise = f1 - f0
         slope = rise / safe_gap
+        if not keep_rise:
+            rise = None
+        if any_nan is not None or not with_value:
+            # The NaN retry that reads them is rare here (gathered again if it runs):
+            # fewer arrays over the queries alive at once.
+            k1 = f1 = None
+        d0 = x - k0
         ends = self._ends(x, knots, thr)
         if not with_value:
             return _Forward(None, gap, safe_gap, rise, d0, ends, slope)
         out = slope * d0 + f0
         if any_nan is None or any_nan(out):
+            if k1 is None:
+                k1, f1 = self._upper(knots, values, j)
             # numpy: "If we get nan in one direction, try the other".
             out = xp.where(xp.isnan(out), slope * (x - k1) + f1, out)
             out = xp.where(xp.isnan(out) & (f0 == f1), f0, out)
@@ -379,8 +393,8 @@ class InterpRule:
         ``any_nan``: see :meth:`_forward` (a backend's shortcut, same values);
         ``lo``/``hi``: the ``"value"`` bounds.
         """
-        _, k0, k1, f0, f1 = self._bracket(x, knots, values)
-        return self._forward(x, knots, values, k0, k1, f0, f1, any_nan, lo=lo, hi=hi).out
+        j, k0, f0 = self._bracket(x, knots, values)
+        return self._forward(x, knots, values, j, k0, f0, any_nan, lo=lo, hi=hi).out
 
     def threshold(self, knots: Array) -> Array | float:
         """Largest knot gap that counts as a duplicate (see DUPLICATE_EPS_FACTOR).
@@ -439,11 +453,14 @@ class InterpRule:
         if not knot_grad:
             # "stop": the knots are constants to every derivative of any order.
             knots = self.hooks.stop_gradient(knots)
-        j, k0, k1, f0, f1 = self._bracket(x, knots, values, j)
+        j, k0, f0 = self._bracket(x, knots, values, j)
         # The threshold is read by the slope's partials (d/dx, d/dknots) and by "extrapolate".
         slope_read = not first_order or needs[0] or needs[1] or "extrapolate" in (self.left, self.right)
         thr = self.threshold(knots) if slope_read else None
-        fwd = self._forward(x, knots, values, k0, k1, f0, f1, any_nan, with_value, lo=lo, hi=hi, thr=thr)
+        fwd = self._forward(
+            x, knots, values, j, k0, f0, any_nan, with_value, lo=lo, hi=hi, thr=thr, keep_rise=not first_order
+        )
+        del f0  # read by the forward only: one array over the queries less alive below
         bounds = self._bound_weights(fwd.ends, x, needs)
 
         # On a bin's line: inside the knots, or extrapolated beyond an end.  An
