@@ -322,7 +322,10 @@ class InterpRule:
         if not with_value:
             return _Forward(None, gap, safe_gap, rise, d0, ends, slope)
         out = slope * d0 + f0
-        if any_nan is None or any_nan(out):
+        # A NaN query makes this first estimate NaN, so an estimate without NaN
+        # also skips the last `where` (NaN queries copied).
+        retry = any_nan is None or any_nan(out)
+        if retry:
             if k1 is None:
                 k1, f1 = self._upper(knots, values, j)
             # numpy: "If we get nan in one direction, try the other".
@@ -338,7 +341,9 @@ class InterpRule:
             out = xp.where(ends.left, lo, out)
         if ends.first is not None:
             out = xp.where(ends.first, values[..., :1], out)
-        return _Forward(xp.where(xp.isnan(x), x, out), gap, safe_gap, rise, d0, ends, slope)
+        if retry:
+            out = xp.where(xp.isnan(x), x, out)
+        return _Forward(out, gap, safe_gap, rise, d0, ends, slope)
 
     def _ends(self, x: Array, knots: Array, thr: Array | float | None) -> _Ends:
         """Who answers the entries beyond each end of the knots (see :data:`Bound`).
