@@ -292,6 +292,8 @@ class InterpRule:
         hi: Array | None = None,
         thr: Array | float | None = None,
         keep_rise: bool = False,
+        value_only: bool = False,
+        keep_safe_gap: bool = True,
     ) -> _Forward:
         """numpy.interp's arithmetic, operation for operation (compiled_base.c).
 
@@ -301,22 +303,34 @@ class InterpRule:
         ``with_value=False`` only the intermediates of the partials are
         computed (``out`` is None).  ``lo``/``hi``: the ``"value"`` bounds;
         ``thr``: the duplicate threshold, if the caller has it; ``keep_rise``:
-        keep ``f1 - f0`` in the result (second derivatives read it).
+        keep ``f1 - f0`` in the result (second derivatives read it);
+        ``value_only``: the caller reads ``out`` alone (the other fields are None);
+        ``keep_safe_gap=False``: no weight will be computed (``safe_gap`` is None).
         """
         xp = self.xp
-        k1, f1 = self._upper(knots, values, j)
+        # Each array over the queries is let go as soon as nothing below reads
+        # it (fewer alive at once: on PyTorch's CPU a fresh buffer costs page
+        # faults).  The upper ends are read again only by the NaN retry, which
+        # is rare where `any_nan` is given (they are gathered again if it runs).
+        drop_upper = any_nan is not None or not with_value
+        k1 = self.hooks.take(xp, knots[..., 1:], j)
         # The bin a finite in-range query uses always has k1 > x >= k0, so a
         # zero gap only occurs for entries the outer `where`s replace.
         gap = k1 - k0
-        safe_gap = xp.where(gap == 0, _const(xp, 1.0, gap), gap)
+        if drop_upper:
+            k1 = None
+        f1 = self.hooks.take(xp, values[..., 1:], j)
         rise = f1 - f0
+        if drop_upper:
+            f1 = None
+        safe_gap = xp.where(gap == 0, _const(xp, 1.0, gap), gap)
         slope = rise / safe_gap
         if not keep_rise:
             rise = None
-        if any_nan is not None or not with_value:
-            # The NaN retry that reads them is rare here (gathered again if it runs):
-            # fewer arrays over the queries alive at once.
-            k1 = f1 = None
+        if value_only:
+            gap = safe_gap = None
+        elif not keep_safe_gap:
+            safe_gap = None
         d0 = x - k0
         ends = self._ends(x, knots, thr)
         if not with_value:
@@ -325,6 +339,10 @@ class InterpRule:
         # A NaN query makes this first estimate NaN, so an estimate without NaN
         # also skips the last `where` (NaN queries copied).
         retry = any_nan is None or any_nan(out)
+        if value_only:
+            d0 = None
+            if not retry:
+                slope = None
         if retry:
             if k1 is None:
                 k1, f1 = self._upper(knots, values, j)
@@ -343,6 +361,8 @@ class InterpRule:
             out = xp.where(ends.first, values[..., :1], out)
         if retry:
             out = xp.where(xp.isnan(x), x, out)
+        if value_only:
+            return _Forward(out, None, None, None, None, ends, None)
         return _Forward(out, gap, safe_gap, rise, d0, ends, slope)
 
     def _ends(self, x: Array, knots: Array, thr: Array | float | None) -> _Ends:
@@ -399,7 +419,7 @@ class InterpRule:
         ``lo``/``hi``: the ``"value"`` bounds.
         """
         j, k0, f0 = self._bracket(x, knots, values)
-        return self._forward(x, knots, values, j, k0, f0, any_nan, lo=lo, hi=hi).out
+        return self._forward(x, knots, values, j, k0, f0, any_nan, lo=lo, hi=hi, value_only=True).out
 
     def threshold(self, knots: Array) -> Array | float:
         """Largest knot gap that counts as a duplicate (see DUPLICATE_EPS_FACTOR).
@@ -463,7 +483,19 @@ class InterpRule:
         slope_read = not first_order or needs[0] or needs[1] or "extrapolate" in (self.left, self.right)
         thr = self.threshold(knots) if slope_read else None
         fwd = self._forward(
-            x, knots, values, j, k0, f0, any_nan, with_value, lo=lo, hi=hi, thr=thr, keep_rise=not first_order
+            x,
+            knots,
+            values,
+            j,
+            k0,
+            f0,
+            any_nan,
+            with_value,
+            lo=lo,
+            hi=hi,
+            thr=thr,
+            keep_rise=not first_order,
+            keep_safe_gap=not first_order or needs[1] or needs[2],
         )
         del f0  # read by the forward only: one array over the queries less alive below
         bounds = self._bound_weights(fwd.ends, x, needs)
