@@ -257,6 +257,13 @@ def torch_subsets(x: Any, k: Any, v: Any, compiled: bool) -> SubsetGroup:
     import torch
 
     a = (x, k, v)
+    if compiled:
+        # Every subset and dtype is a compiled variant of the same functions: past Dynamo's recompile
+        # limit (8 by default) a call would silently run eagerly.
+        config = torch._dynamo.config
+        for name in ("recompile_limit", "cache_size_limit"):
+            if hasattr(config, name):
+                setattr(config, name, max(getattr(config, name), 64))
     dtype = str(x.dtype).removeprefix("torch.")
     suffix = "" if dtype == "float64" else f" {dtype}"
     impls = []
