@@ -196,6 +196,7 @@ class SubsetGroup:
     impls: list[Impl]
     order2: list[Impl] = field(default_factory=list)
     memory: dict[tuple[str, str], Callable[[], int]] = field(default_factory=dict)
+    dtype: str = "float64"
 
 
 def _loss2(*z: Any) -> Any:
@@ -249,18 +250,30 @@ def _jax_temp_bytes(g: Any, a: tuple[Any, ...]) -> int:
 
 
 def torch_subsets(x: Any, k: Any, v: Any, compiled: bool) -> SubsetGroup:
-    """Forward + backward per subset: eager (or torch.compile'd) knotsafe and
-    the searchsorted+gather peer; eager also knotsafe's Hessian-vector product
-    (double backward) beside its gradient."""
+    """Forward + backward per subset, and the forward alone (``"forward"``): eager
+    (or torch.compile'd) knotsafe and the searchsorted+gather peer; eager also
+    knotsafe's Hessian-vector product (double backward) beside its gradient.
+    The label names float32 inputs (float64 is the default)."""
     import torch
 
     a = (x, k, v)
+    if compiled:
+        # Every subset and dtype is a compiled variant of the same functions: past Dynamo's recompile
+        # limit (8 by default) a call would silently run eagerly.
+        config = torch._dynamo.config
+        for name in ("recompile_limit", "cache_size_limit"):
+            if hasattr(config, name):
+                setattr(config, name, max(getattr(config, name), 64))
+    dtype = str(x.dtype).removeprefix("torch.")
+    suffix = "" if dtype == "float64" else f" {dtype}"
     impls = []
     for name, f in (("plain", plain_interp), ("knotsafe", knotsafe.interp)):
         fn = torch.compile(f) if compiled else f
-        impls.append(Impl(name, {sub: _torch_pair(fn, a, argnums)["fwd+bwd"] for sub, argnums in SUBSETS.items()}))
+        calls = {sub: _torch_pair(fn, a, argnums)["fwd+bwd"] for sub, argnums in SUBSETS.items()}
+        calls["forward"] = _torch_pair(fn, a, ())["fwd"]
+        impls.append(Impl(name, calls))
     if compiled:
-        return SubsetGroup("PyTorch torch.compile", "torch", "plain (compiled)", impls)
+        return SubsetGroup("PyTorch torch.compile" + suffix, "torch", "plain (compiled)", impls, dtype=dtype)
     first: dict[str, Any] = {}
     second: dict[str, Any] = {}
     for sub, argnums in SUBSETS.items():
@@ -277,7 +290,7 @@ def torch_subsets(x: Any, k: Any, v: Any, compiled: bool) -> SubsetGroup:
 
         first[sub], second[sub] = g1, hvp
     order2 = [Impl("1st-order", first), Impl("2nd-order", second)]
-    return SubsetGroup("PyTorch eager", "torch", "plain", impls, order2)
+    return SubsetGroup("PyTorch eager" + suffix, "torch", "plain", impls, order2, dtype=dtype)
 
 
 def numpy_forward(x: Any, k: Any, v: Any) -> SubsetGroup:

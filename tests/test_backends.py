@@ -302,9 +302,39 @@ NATIVE_FIELDS = {
         "is_concrete",
         "complex_parts",
         "layout_problem",
+        "scatter_add_pair",
     },
     "dask": {"take", "consolidate"},
 }
+
+
+def test_pair_scatter_adds_in_the_order_of_one_scatter_of_both_ends(xp: ModuleType) -> None:
+    """``scatter_add_pair`` (where a backend has one) sums ``c0`` at ``index`` and then ``c1`` at
+    ``index + 1`` in that order, as ``numpy.add.at`` adds one term after another: float32 terms that
+    are not dyadic, so another order of the sums would change the rounding.  Its cotangents are the
+    gathers of the output cotangent at ``index`` and ``index + 1``."""
+    ns = _compat(xp)
+    pair = hooks_for(ns).scatter_add_pair
+    if pair is None:
+        pytest.skip(f"{backend_name(xp)} has no pair scatter (the concatenations are scattered)")
+    rng = np.random.default_rng(7)
+    index = rng.integers(0, 9, 400)
+    c0, c1 = (rng.uniform(-1.0, 1.0, 400).astype(np.float32) for _ in range(2))
+    expected = np.zeros(10, dtype=np.float32)
+    np.add.at(expected, np.concatenate([index, index + 1]), np.concatenate([c0, c1]))
+    got = to_numpy(pair(ns, 10, ns.asarray(index), asarray(xp, c0, "float32"), asarray(xp, c1, "float32")))
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, expected)
+    ad = autodiff_for(xp)
+    if ad is not None:
+        w = np.arange(1.0, 11.0, dtype=np.float32)
+        grads = ad.grad(
+            lambda a, b: pair(ns, 10, ns.asarray(index), a, b) * asarray(xp, w, "float32"),
+            [asarray(xp, c0, "float32"), asarray(xp, c1, "float32")],
+            (0, 1),
+        )
+        np.testing.assert_array_equal(grads[0], w[index])
+        np.testing.assert_array_equal(grads[1], w[index + 1])
 
 
 def _native_fields(hooks: BackendHooks) -> set[str]:
@@ -632,7 +662,7 @@ REQUIRED_HOOKS = [
     "consolidate",
     "compiled",
 ]
-OPTIONAL_HOOKS = ["forward", "linearize", "complex_parts", "layout_problem"]
+OPTIONAL_HOOKS = ["forward", "linearize", "complex_parts", "layout_problem", "scatter_add_pair"]
 
 
 @pytest.mark.parametrize("field", REQUIRED_HOOKS)

@@ -182,12 +182,18 @@ class Partials:
         # each knot receives the same terms in the same order as a 1-D call.
         xp, j = self.xp, self.j
         if j.ndim == 1:
-            return self.hooks.scatter_add(xp, n, xp.concat([j, j + 1]), xp.concat([c0, c1]))
+            return self._scatter_flat(n, j, c0, c1)
         rows = j.shape[0]
         j = xp.reshape(j + row_offsets(xp, rows, n, j), (-1,))
-        c0, c1 = xp.reshape(c0, (-1,)), xp.reshape(c1, (-1,))
-        out = self.hooks.scatter_add(xp, rows * n, xp.concat([j, j + 1]), xp.concat([c0, c1]))
+        out = self._scatter_flat(rows * n, j, xp.reshape(c0, (-1,)), xp.reshape(c1, (-1,)))
         return xp.reshape(out, (rows, n))
+
+    def _scatter_flat(self, size: int, j: Array, c0: Array, c1: Array) -> Array:
+        # The backend's pair scatter, or one scatter of the concatenations.
+        xp, pair = self.xp, self.hooks.scatter_add_pair
+        if pair is not None:
+            return pair(xp, size, j, c0, c1)
+        return self.hooks.scatter_add(xp, size, xp.concat([j, j + 1]), xp.concat([c0, c1]))
 
     def _row_sum(self, g: Array, w: Array) -> Array:
         """A bound's cotangent, the sum of ``g * w`` per row: 0-d for 1-D ``g``, (R, 1) for rows.
@@ -227,7 +233,7 @@ class _Forward:
     out: Array
     gap: Array  # k1 - k0
     safe_gap: Array  # gap, with exact zeros replaced by 1
-    rise: Array  # f1 - f0
+    rise: Array | None  # f1 - f0 (None when not asked to keep it)
     d0: Array  # x - k0
     ends: _Ends
     slope: Array  # rise / safe_gap
@@ -253,35 +259,41 @@ class InterpRule:
     knot_grad: str
     min_gap: float | Array | None
 
-    def _bracket(self, x: Array, knots: Array, values: Array, j: Array | None = None) -> tuple[Array, ...]:
+    def _bracket(self, x: Array, knots: Array, values: Array, j: Array | None = None) -> tuple[Array, Array, Array]:
+        """``(j, k0, f0)``: the lower knot index of each query's bin (``j``: known bins), its knot and value."""
         xp = self.xp
         take = self.hooks.take
-        if j is not None:
-            # The bins an earlier call found for these very arrays.
-            return j, take(xp, knots, j), take(xp, knots, j + 1), take(xp, values, j), take(xp, values, j + 1)
-        # Searching the interior knots gives clip(searchsorted(knots, x) - 1, 0,
-        # N - 2) directly, the lower index j of numpy's bin: no subtraction and
-        # no clip over the queries.  (They differ only for NaN queries, whose
-        # value is NaN and whose partials are all zero whatever the bin.)
-        j = self.hooks.searchsorted(xp, knots[..., 1:-1], x)
-        j1 = j + 1
-        return j, take(xp, knots, j), take(xp, knots, j1), take(xp, values, j), take(xp, values, j1)
+        if j is None:
+            # Searching the interior knots gives clip(searchsorted(knots, x) - 1, 0,
+            # N - 2) directly, the lower index j of numpy's bin: no subtraction and
+            # no clip over the queries.  (They differ only for NaN queries, whose
+            # value is NaN and whose partials are all zero whatever the bin.)
+            j = self.hooks.searchsorted(xp, knots[..., 1:-1], x)
+        return j, take(xp, knots, j), take(xp, values, j)
+
+    def _upper(self, knots: Array, values: Array, j: Array) -> tuple[Array, Array]:
+        """``(k1, f1)``, the upper knot and value of each bin: gathered from the
+        arrays shifted by one at ``j`` (no ``j + 1`` array over the queries)."""
+        xp, take = self.xp, self.hooks.take
+        return take(xp, knots[..., 1:], j), take(xp, values[..., 1:], j)
 
     def _forward(
         self,
         x: Array,
         knots: Array,
         values: Array,
+        j: Array,
         k0: Array,
-        k1: Array,
         f0: Array,
-        f1: Array,
         any_nan: AnyNan | None = None,
         with_value: bool = True,
         *,
         lo: Array | None = None,
         hi: Array | None = None,
         thr: Array | float | None = None,
+        keep_rise: bool = False,
+        value_only: bool = False,
+        keep_safe_gap: bool = True,
     ) -> _Forward:
         """numpy.interp's arithmetic, operation for operation (compiled_base.c).
 
@@ -290,21 +302,50 @@ class InterpRule:
         are skipped (same values, fewer passes over the queries).  With
         ``with_value=False`` only the intermediates of the partials are
         computed (``out`` is None).  ``lo``/``hi``: the ``"value"`` bounds;
-        ``thr``: the duplicate threshold, if the caller has it.
+        ``thr``: the duplicate threshold, if the caller has it; ``keep_rise``:
+        keep ``f1 - f0`` in the result (second derivatives read it);
+        ``value_only``: the caller reads ``out`` alone (the other fields are None);
+        ``keep_safe_gap=False``: no weight will be computed (``safe_gap`` is None).
         """
         xp = self.xp
+        # Each array over the queries is let go as soon as nothing below reads
+        # it (fewer alive at once: on PyTorch's CPU a fresh buffer costs page
+        # faults).  The upper ends are read again only by the NaN retry, which
+        # is rare where `any_nan` is given (they are gathered again if it runs).
+        drop_upper = any_nan is not None or not with_value
+        k1 = self.hooks.take(xp, knots[..., 1:], j)
         # The bin a finite in-range query uses always has k1 > x >= k0, so a
         # zero gap only occurs for entries the outer `where`s replace.
         gap = k1 - k0
+        if drop_upper:
+            k1 = None
+        f1 = self.hooks.take(xp, values[..., 1:], j)
         rise = f1 - f0
-        d0 = x - k0
-        safe_gap = xp.where(gap == 0, xp.ones_like(gap), gap)
+        if drop_upper:
+            f1 = None
+        safe_gap = xp.where(gap == 0, _const(xp, 1.0, gap), gap)
         slope = rise / safe_gap
+        if not keep_rise:
+            rise = None
+        if value_only:
+            gap = safe_gap = None
+        elif not keep_safe_gap:
+            safe_gap = None
+        d0 = x - k0
         ends = self._ends(x, knots, thr)
         if not with_value:
             return _Forward(None, gap, safe_gap, rise, d0, ends, slope)
         out = slope * d0 + f0
-        if any_nan is None or any_nan(out):
+        # A NaN query makes this first estimate NaN, so an estimate without NaN
+        # also skips the last `where` (NaN queries copied).
+        retry = any_nan is None or any_nan(out)
+        if value_only:
+            d0 = None
+            if not retry:
+                slope = None
+        if retry:
+            if k1 is None:
+                k1, f1 = self._upper(knots, values, j)
             # numpy: "If we get nan in one direction, try the other".
             out = xp.where(xp.isnan(out), slope * (x - k1) + f1, out)
             out = xp.where(xp.isnan(out) & (f0 == f1), f0, out)
@@ -318,7 +359,11 @@ class InterpRule:
             out = xp.where(ends.left, lo, out)
         if ends.first is not None:
             out = xp.where(ends.first, values[..., :1], out)
-        return _Forward(xp.where(xp.isnan(x), x, out), gap, safe_gap, rise, d0, ends, slope)
+        if retry:
+            out = xp.where(xp.isnan(x), x, out)
+        if value_only:
+            return _Forward(out, None, None, None, None, ends, None)
+        return _Forward(out, gap, safe_gap, rise, d0, ends, slope)
 
     def _ends(self, x: Array, knots: Array, thr: Array | float | None) -> _Ends:
         """Who answers the entries beyond each end of the knots (see :data:`Bound`).
@@ -373,8 +418,8 @@ class InterpRule:
         ``any_nan``: see :meth:`_forward` (a backend's shortcut, same values);
         ``lo``/``hi``: the ``"value"`` bounds.
         """
-        _, k0, k1, f0, f1 = self._bracket(x, knots, values)
-        return self._forward(x, knots, values, k0, k1, f0, f1, any_nan, lo=lo, hi=hi).out
+        j, k0, f0 = self._bracket(x, knots, values)
+        return self._forward(x, knots, values, j, k0, f0, any_nan, lo=lo, hi=hi, value_only=True).out
 
     def threshold(self, knots: Array) -> Array | float:
         """Largest knot gap that counts as a duplicate (see DUPLICATE_EPS_FACTOR).
@@ -433,11 +478,26 @@ class InterpRule:
         if not knot_grad:
             # "stop": the knots are constants to every derivative of any order.
             knots = self.hooks.stop_gradient(knots)
-        j, k0, k1, f0, f1 = self._bracket(x, knots, values, j)
+        j, k0, f0 = self._bracket(x, knots, values, j)
         # The threshold is read by the slope's partials (d/dx, d/dknots) and by "extrapolate".
         slope_read = not first_order or needs[0] or needs[1] or "extrapolate" in (self.left, self.right)
         thr = self.threshold(knots) if slope_read else None
-        fwd = self._forward(x, knots, values, k0, k1, f0, f1, any_nan, with_value, lo=lo, hi=hi, thr=thr)
+        fwd = self._forward(
+            x,
+            knots,
+            values,
+            j,
+            k0,
+            f0,
+            any_nan,
+            with_value,
+            lo=lo,
+            hi=hi,
+            thr=thr,
+            keep_rise=not first_order,
+            keep_safe_gap=not first_order or needs[1] or needs[2],
+        )
+        del f0  # read by the forward only: one array over the queries less alive below
         bounds = self._bound_weights(fwd.ends, x, needs)
 
         # On a bin's line: inside the knots, or extrapolated beyond an end.  An
@@ -446,8 +506,9 @@ class InterpRule:
         # `1 - w`, `w`, so all its partials are 0 (as a NaN query's).
         inside = (x >= knots[..., :1]) & (x < knots[..., -1:])  # False for NaN queries
         if fwd.ends.extra is not None:
-            inside = inside | (fwd.ends.extra & xp.isfinite(x))
-        zero = xp.zeros_like(x)
+            inside = inside | (fwd.ends.extra & _finite(x))
+        # 0-d constants: a `where` broadcasts them, with no array over the queries.
+        zero, one = _const(xp, 0.0, x), _const(xp, 1.0, x)
         # THE zero-width-bin rule.  A bin whose gap is at or below the duplicate
         # threshold is a step of the function (exact duplicates) or rounding
         # noise standing in for one (near-duplicates): its slope gets no
@@ -467,48 +528,51 @@ class InterpRule:
                 # guarded divisions below, which only differentiability needs.
                 dx = xp.where(self._bin_genuine(inside, fwd, thr), fwd.slope, zero)
             if need_k or need_v:
-                a0, a1 = self._weights(xp.where(inside, self._flat_weight(x, k0, fwd), zero), inside, fwd, zero)
+                a0, a1 = self._weights(self._flat_weight(x, k0, fwd, inside, zero, one), inside, fwd, zero, one)
             return fwd.out, self.partials(j, dx, a0, a1, *bounds)
         # Double where: the differentiable divisions only ever see genuine bins
         # (finite rise, offset and gap), so no branch of any order is inf/NaN.
         genuine = self._bin_genuine(inside, fwd, thr)
         dx = self.hooks.safe_slope(xp, xp.where(genuine, fwd.rise, zero), fwd.gap, genuine)
-        one = xp.ones_like(x)
         w_genuine = xp.where(genuine, fwd.d0, zero) / xp.where(genuine, fwd.gap, one)
-        w = xp.where(genuine, w_genuine, self.hooks.stop_gradient(self._flat_weight(x, k0, fwd)))
+        w = xp.where(genuine, w_genuine, self.hooks.stop_gradient(self._flat_weight(x, k0, fwd, inside, zero, one)))
         w = xp.where(inside, w, zero)
-        a0, a1 = self._weights(w, inside, fwd, zero)
+        a0, a1 = self._weights(w, inside, fwd, zero, one)
         return fwd.out, self.partials(j, dx, a0, a1, *bounds)
 
     def _bin_genuine(self, inside: Array, fwd: _Forward, thr: Array | float | None) -> Array:
         """Queries on a bin's line (``inside``) in a bin with a slope: a genuine gap
         (:meth:`_genuine`) and a finite slope (the others: see the module docstring)."""
-        return inside & self._genuine(fwd.gap, thr) & self.xp.isfinite(fwd.slope)
+        return inside & self._genuine(fwd.gap, thr) & _finite(fwd.slope)
 
-    def _flat_weight(self, x: Array, k0: Array, fwd: _Forward) -> Array:
-        """The in-bin weight ``w`` of numpy's value, for any bin (finite for in-range queries).
+    def _flat_weight(self, x: Array, k0: Array, fwd: _Forward, inside: Array, zero: Array, one: Array) -> Array:
+        """The in-bin weight ``w`` of numpy's value on a bin's line (``inside``), 0 elsewhere.
 
         ``(x - k0) / gap`` is NaN only in a bin from a ``-inf`` knot (``inf / inf``,
         or ``x - k0 = NaN`` at ``x = -inf``).  numpy's value there is ``f1`` (its
         retry from the upper knot), and ``f0`` at ``x == k0 == -inf``: the
         weight is 1, and 0 at ``x == k0``, the mirror image of a bin to a
-        ``+inf`` knot (``w = (x - k0) / inf = 0``, value ``f0``).
+        ``+inf`` knot (``w = (x - k0) / inf = 0``, value ``f0``).  ``zero``,
+        ``one``: 0-d constants of ``x``'s dtype.
         """
         xp = self.xp
         w = fwd.d0 / fwd.safe_gap
-        return xp.where(xp.isnan(w), xp.astype(x != k0, w.dtype), w)
+        nan = xp.isnan(w)
+        return xp.where(inside & ~(nan & (x == k0)), xp.where(nan, one, w), zero)
 
-    def _weights(self, w: Array, inside: Array, fwd: _Forward, zero: Array) -> tuple[Array, Array]:
-        """``(a0, a1)``, the value weights, from the in-bin weight ``w``.
+    def _weights(self, w: Array, inside: Array, fwd: _Forward, zero: Array, one: Array) -> tuple[Array, Array]:
+        """``(a0, a1)``, the value weights, from the in-bin weight ``w`` (0 off the bins' lines).
 
-        ``inside``: the entries on a bin's line (extrapolated ones included).
+        ``inside``: the entries on a bin's line (extrapolated ones included),
+        which no end mask holds.
         """
         xp = self.xp
         # Beyond the knots the output copies an end value (weight 1) or a
-        # bound (no weight on `values`).
+        # bound (no weight on `values`).  Off the lines w is 0, so `w` and
+        # `1 - w` there are already the weights 0 and 1.
         ends = fwd.ends
-        a1 = xp.where(inside, w, xp.astype(ends.last, w.dtype))
-        a0 = xp.where(inside, 1.0 - w, zero if ends.first is None else xp.astype(ends.first, w.dtype))
+        a1 = xp.where(ends.last, one, w)
+        a0 = xp.where(inside if ends.first is None else inside | ends.first, 1.0 - w, zero)
         return a0, a1
 
     def _bound_weights(self, ends: _Ends, x: Array, needs: tuple[bool, ...]) -> tuple[Array | None, Array | None]:
@@ -543,11 +607,21 @@ def generic_linearize(
     sg = rule.hooks.stop_gradient
     lo, hi = (None if b is None else sg(b) for b in (left, right))
     out, p = rule.value_and_partials(sg(x), sg(knots), sg(values), lo=lo, hi=hi)
-    fin = [None if a is None else _finite(xp, a) for a in (x, knots, values, left, right)]
+    fin = [None if a is None else _finite_or_zero(xp, a) for a in (x, knots, values, left, right)]
     s = p.tangent(*fin)
     delta = s - sg(s)
     return out + xp.where(xp.isfinite(delta), delta, xp.zeros_like(delta))
 
 
-def _finite(xp: ModuleType, a: Array) -> Array:
+def _finite(a: Array) -> Array:
+    """``isfinite(a)`` from two comparisons: no float temporary (PyTorch's isfinite makes one)."""
+    return (a > -math.inf) & (a < math.inf)
+
+
+def _finite_or_zero(xp: ModuleType, a: Array) -> Array:
     return xp.where(xp.isfinite(a), a, xp.zeros_like(a))
+
+
+def _const(xp: ModuleType, value: float, like: Array) -> Array:
+    """A 0-d array of ``value`` in ``like``'s dtype and device."""
+    return xp.full((), value, dtype=like.dtype, device=array_api_compat.device(like))

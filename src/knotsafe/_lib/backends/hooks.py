@@ -167,7 +167,7 @@ _REQUIRED_HOOKS = frozenset(
     )
 )
 #: The hooks that may be None (no native version: knotsafe's own is used).
-_OPTIONAL_HOOKS = frozenset(("forward", "linearize", "complex_parts", "layout_problem"))
+_OPTIONAL_HOOKS = frozenset(("forward", "linearize", "complex_parts", "layout_problem", "scatter_add_pair"))
 
 #: ``(rule, x, knots, values, left, right) -> out``; ``rule`` is a :class:`knotsafe._lib.rule.InterpRule`,
 #: which carries these hooks (this module sits below the rule and does not import it); ``left``/``right``
@@ -205,6 +205,14 @@ class BackendHooks:
     scatter_add
         ``(xp, size, index, src) -> out`` accumulating repeated indices,
         differentiable with respect to ``src``.
+    scatter_add_pair
+        Optional ``(xp, size, index, c0, c1) -> out``: ``scatter_add`` of
+        ``c0`` at ``index`` followed by ``c1`` at ``index + 1``, each slot
+        summing its terms in that order (bitwise the ``scatter_add`` of the
+        concatenations), differentiable with respect to ``c0`` and ``c1``;
+        ``index + 1 < size``.  None (the default): ``scatter_add`` of the
+        concatenations.  A backend overrides it to skip the concatenated
+        copies of the queries' arrays.
     forward
         Optional native forward pass ``(x, knots, values, left, right) ->
         out`` returning the exact ``numpy.interp`` values, or None to fall
@@ -274,6 +282,7 @@ class BackendHooks:
     compiled: Callable[[Callable[..., Any]], Callable[..., Any]] = generic_compiled
     complex_parts: Callable[[Namespace, Array, Array, Any], Array] | None = None
     layout_problem: Callable[[Array], str | None] | None = None
+    scatter_add_pair: Callable[[Namespace, int, Array, Array, Array], Array] | None = None
     extras: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:

@@ -39,15 +39,14 @@ class _InterpFunction(torch.autograd.Function):
         out, p = rule.value_and_partials(
             x, knots, values, first_order=True, any_nan=_any_nan_reader(x), needs=needs, lo=lo, hi=hi
         )
-        empty = x.new_empty((0,))
-        # The bounds' weights are outputs only for "value" ends (AOTAutograd
-        # rejects a placeholder that no input can need).
-        weights = [w for w, end in ((p.bl, rule.left), (p.br, rule.right)) if end == "value"]
-        return out, p.j, *(empty if a is None else a for a in (p.dx, p.a0, p.a1, *weights))
+        # Only the partials computed are outputs (`_present` says which):
+        # torch.compile's AOTAutograd rejects an output that no input's
+        # gradient reads (a placeholder), and unneeded partials cost passes.
+        return out, p.j, *(a for a in (p.dx, p.a0, p.a1, p.bl, p.br) if a is not None)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: Any, output: Any) -> None:
-        x, knots, values, _, _, rule, _ = inputs
+        x, knots, values, _, _, rule, needs = inputs
         _, *partials = output
         ctx.mark_non_differentiable(*partials)
         # The inputs are saved too: second derivatives recompute the partials
@@ -56,6 +55,7 @@ class _InterpFunction(torch.autograd.Function):
         ctx.save_for_backward(x, knots, values, *partials)
         ctx.save_for_forward(x, knots, values, *partials)
         ctx.rule = rule
+        ctx.present = _present(rule, needs)
 
     @staticmethod
     def backward(ctx: Any, g: Any, *_: Any) -> Any:  # type: ignore[override]
@@ -74,20 +74,32 @@ class _Interp(_InterpFunction):
         return t, *([None] * (len(ctx.saved_tensors) - 3))
 
 
+def _present(rule: InterpRule, needs: tuple[bool, ...]) -> tuple[bool, ...]:
+    """Which of ``dx, a0, a1, bl, br`` the rule's first-order forward computes for ``needs``
+    (as ``InterpRule.value_and_partials`` decides: see its ``needs``)."""
+    need_x, need_k, need_v, need_lo, need_hi = needs
+    return (
+        need_x or need_k,
+        need_k or need_v,
+        need_k or need_v,
+        need_lo and rule.left == "value",
+        need_hi and rule.right == "value",
+    )
+
+
 def _partials(ctx: Any, saved: bool = True) -> Partials:
     """The partials for a derivative rule: the saved ones (first-order
     reverse mode, each needed one was computed), or recomputed."""
-    x, knots, values, j, dx, a0, a1, *weights = ctx.saved_tensors
+    x, knots, values, j, *kept = ctx.saved_tensors
     rule: InterpRule = ctx.rule
-    bl = weights.pop(0) if rule.left == "value" else None
-    br = weights.pop(0) if rule.right == "value" else None
     if torch.is_grad_enabled() or not saved:
         # A derivative of this derivative may be taken (create_graph=True,
         # torch.func): the partials as differentiable functions of the inputs.
         # Same arithmetic as the forward, so the same values; the saved bins
         # replace the search and the forward values are not recomputed.
         return rule.value_and_partials(x, knots, values, with_value=False, j=j)[1]
-    # An empty placeholder is never read: `needs` said no gradient asks for it.
+    # A partial not computed is never read: `needs` said no gradient asks for it.
+    dx, a0, a1, bl, br = (kept.pop(0) if here else None for here in ctx.present)
     return rule.partials(j, dx, a0, a1, bl, br)
 
 
@@ -138,10 +150,8 @@ def _linearize(rule: InterpRule, x: Any, knots: Any, values: Any, lo: Any, hi: A
             return rule.value(x, knots, values, lo=lo, hi=hi)
         # torch.compile cannot trace a Function with a jvp: reverse mode only
         # (forward mode through a compiled function raises torch's own error).
-        # Every partial: with two of them empty placeholders (only x needing
-        # a gradient) AOTAutograd fails ("Placeholder node not found in env").
-        all_needed = (True, True, True, lo is not None, hi is not None)
-        return _InterpFunction.apply(*_distinct(inputs), rule, all_needed)[0]  # type: ignore[no-untyped-call]
+        needs = tuple(a is not None and a.requires_grad for a in inputs)
+        return _InterpFunction.apply(*_distinct(inputs), rule, needs)[0]  # type: ignore[no-untyped-call]
     # A plain tensor carries no autodiff information: no derivative with
     # respect to it can be asked for through this call.
     needs = tuple(a is not None and not _plain_tensor(a) for a in inputs)
@@ -166,6 +176,17 @@ def _distinct(inputs: tuple[Any, ...]) -> tuple[Any, ...]:
 
 def _scatter_add(xp: Any, size: int, index: Any, src: Any) -> Any:
     return torch.zeros(size, dtype=src.dtype, device=src.device).index_add(0, index, src)
+
+
+def _scatter_add_pair(xp: Any, size: int, index: Any, c0: Any, c1: Any) -> Any:
+    # c0 at `index`, then c1 at `index + 1` (the slots from 1 on at `index`):
+    # index_add adds in index order, so each slot sums the terms of one
+    # scatter of the concatenations in the same order, without those copies
+    # of the queries' arrays.  Out of place (torch.func batches index_add,
+    # not an in-place add of batched terms into an unbatched buffer); the
+    # copies are the size of the knots.
+    first = torch.zeros(size, dtype=c0.dtype, device=c0.device).index_add(0, index, c0)
+    return torch.cat([first[:1], first[1:].index_add(0, index, c1)])
 
 
 def _searchsorted(xp: Any, knots: Any, x: Any) -> Any:
@@ -226,6 +247,7 @@ def make_hooks() -> BackendHooks:
         stop_gradient=torch.Tensor.detach,
         linearize=_linearize,
         scatter_add=_scatter_add,
+        scatter_add_pair=_scatter_add_pair,
         take=_take,
         erf=_erf,
         is_concrete=_is_concrete,
