@@ -128,10 +128,23 @@ def torch_cases(a: dict[str, np.ndarray]) -> dict[str, dict[str, Call]]:
         return run
 
     impls = {"knotsafe batched": knotsafe.interp, "row loop of 1-D calls": loop, "torch.vmap(1-D call)": vmapped}
-    return {
+    cases = {
         "fwd": {name: fwd(f) for name, f in impls.items()},
         "fwd+bwd": {name: bwd(f) for name, f in impls.items()},
     }
+    try:
+        from torchinterp1d import interp1d
+    except ImportError:
+        print("note: torchinterp1d is not installed; its row is left out")
+    else:
+        # Forward only: its backward on these inputs took more than 19 GiB and was killed by the
+        # kernel's out-of-memory killer on a 24 GiB machine (docs/benchmarks.md).
+        cases["fwd"][TORCHINTERP1D] = fwd(lambda xx, kk, vv: interp1d(kk, vv, xx))
+    return cases
+
+
+#: torchinterp1d extrapolates beyond the knots and adds eps to every gap: compared inside the knots only.
+TORCHINTERP1D = "torchinterp1d"
 
 
 def numpy_cases(a: dict[str, np.ndarray]) -> dict[str, dict[str, Call]]:
@@ -269,15 +282,19 @@ def time_interleaved(calls: dict[str, Call], repeats: int) -> dict[str, dict[str
     return {name: {"median": median(ts), "min": min(ts)} for name, ts in samples.items()}
 
 
-def check_equal(cases: dict[str, dict[str, Call]]) -> None:
-    """Every implementation of the forward case returns the batched call's values (within 8 eps)."""
+def check_equal(cases: dict[str, dict[str, Call]], inside: np.ndarray) -> None:
+    """Every implementation of the forward case returns the batched call's values (within 8 eps);
+    torchinterp1d, which extrapolates and pads every gap with eps, within 1e-9 at the queries
+    ``inside`` the knots."""
     fwd = cases["fwd"]
     ref = np.asarray(next(iter(fwd.values()))(), dtype=np.float64)
+    scale = np.max(np.abs(ref)) + 1.0
     for name, f in fwd.items():
         out = f()
         got = np.asarray(out.detach() if hasattr(out, "detach") else out, dtype=np.float64)
-        scale = np.max(np.abs(ref)) + 1.0
-        if np.max(np.abs(got - ref)) > 8 * np.finfo(np.float64).eps * scale:
+        diff = np.abs(got - ref)
+        worst = np.max(diff[inside]) / 1e-9 if name == TORCHINTERP1D else np.max(diff) / (8 * np.finfo(float).eps)
+        if not worst / scale <= 1.0:
             raise AssertionError(f"{name} differs from the batched call")
 
 
@@ -303,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     load = [os.getloadavg()[0]]
     for backend in args.backends.split(","):
         cases = makers[backend](a)
-        check_equal(cases)
+        check_equal(cases, (a["x"] >= a["k"][:, :1]) & (a["x"] <= a["k"][:, -1:]))
         for mode, calls in cases.items():
             res = time_interleaved(calls, args.repeats)
             ours = res["knotsafe batched"]["median"]
@@ -338,6 +355,13 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(
             f"| {r['backend']} | {r['mode']} | {r['impl']} | {r['median'] * 1e3:.2f} | {r['min'] * 1e3:.2f} | {ratio} |"
         )
+    if any(r["impl"] == TORCHINTERP1D for r in rows):
+        lines += [
+            "",
+            "torchinterp1d: forward only. Its backward on these inputs (`torch.autograd.grad` of the sum with respect "
+            "to queries, knots and values) grew past 19 GiB and was killed by the out-of-memory killer of a 24 GiB "
+            "machine, so it is not run.",
+        ]
     if "jax" in args.backends:
         lines += [
             "",
