@@ -67,32 +67,6 @@ def test_forward_matches_numpy_interp(xp: ModuleType, dtype_name: str, case_name
     np.testing.assert_array_equal(got[ok & ~inside], ref[ok & ~inside].astype(dtype_name))
 
 
-@pytest.mark.parametrize("case_name", list(CASES))
-def test_slope_per_bin_gives_the_values_of_the_slope_per_query(xp: ModuleType, dtype_name: str, case_name: str) -> None:
-    """With at least as many queries as knots the slope is divided once per bin and gathered, as
-    numpy.interp does; with fewer, per query.  Both give the same values bit for bit, NaN and
-    infinite knots and values, duplicates and the ends included (on JAX within one rounding, see
-    below)."""
-    x, k, v = cast_case(CASES[case_name], dtype_name)
-    if k.size < 2:
-        pytest.skip("a single knot has no bin")
-    kk, vv = asarray(xp, k, dtype_name), asarray(xp, v, dtype_name)
-    reps = -(-k.size // x.size) + 1  # enough copies for more queries than knots
-    many = to_numpy(knotsafe.interp(asarray(xp, np.tile(x, reps), dtype_name), kk, vv))[: x.size]
-    chunk = k.size - 1  # fewer queries than knots per call
-    parts = [knotsafe.interp(asarray(xp, x[i : i + chunk], dtype_name), kk, vv) for i in range(0, x.size, chunk)]
-    per_query = np.concatenate([to_numpy(p) for p in parts])
-    if backend_name(xp) != "jax":
-        np.testing.assert_array_equal(many, per_query)
-        return
-    # XLA may contract `slope * (x - k0) + f0` into a fused multiply-add in one program and not in
-    # the other (it does at -O0): one rounding of the result apart at most.
-    np.testing.assert_array_equal(np.isnan(many), np.isnan(per_query))
-    ok = ~np.isnan(many)
-    bound = eps_of(dtype_name) * (np.abs(many) + np.max(np.abs(v[np.isfinite(v)]), initial=0.0))
-    assert np.all(np.abs(many - per_query)[ok] <= bound[ok])
-
-
 def test_numpy_forward_is_numpy_interp_bitwise() -> None:
     """On NumPy float64 the forward is numpy.interp's, bit for bit, also where knotsafe's own
     arithmetic would round differently (a value computed from the other end of the bin)."""

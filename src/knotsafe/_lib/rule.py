@@ -313,8 +313,6 @@ class InterpRule:
         # faults).  The upper ends are read again only by the NaN retry, which
         # is rare where `any_nan` is given (they are gathered again if it runs).
         drop_upper = any_nan is not None or not with_value
-        if value_only and _slopes_per_bin(x, knots):
-            return self._finish(x, knots, values, j, k0, f0, self._bin_slopes(knots, values, j), any_nan, lo, hi, thr)
         k1 = self.hooks.take(xp, knots[..., 1:], j)
         # The bin a finite in-range query uses always has k1 > x >= k0, so a
         # zero gap only occurs for entries the outer `where`s replace.
@@ -351,62 +349,6 @@ class InterpRule:
             # numpy: "If we get nan in one direction, try the other".
             out = xp.where(xp.isnan(out), slope * (x - k1) + f1, out)
             out = xp.where(xp.isnan(out) & (f0 == f1), f0, out)
-        out = self._at_knots_and_ends(x, knots, values, k0, f0, out, ends, retry, lo, hi)
-        if value_only:
-            return _Forward(out, None, None, None, None, ends, None)
-        return _Forward(out, gap, safe_gap, rise, d0, ends, slope)
-
-    def _bin_slopes(self, knots: Array, values: Array, j: Array) -> Array:
-        """The slope of each query's bin, divided once per bin and gathered (numpy.interp does the
-        same when there are at least as many queries as knots): the same operands and division as
-        per query, so the same bits, with one gather and two subtractions over the queries fewer."""
-        xp = self.xp
-        gap = knots[..., 1:] - knots[..., :-1]
-        rise = values[..., 1:] - values[..., :-1]
-        return self.hooks.take(xp, rise / xp.where(gap == 0, _const(xp, 1.0, gap), gap), j)
-
-    def _finish(
-        self,
-        x: Array,
-        knots: Array,
-        values: Array,
-        j: Array,
-        k0: Array,
-        f0: Array,
-        slope: Array,
-        any_nan: AnyNan | None,
-        lo: Array | None,
-        hi: Array | None,
-        thr: Array | float | None,
-    ) -> _Forward:
-        """The values of :meth:`_forward` from each query's bin slope (``value_only``)."""
-        xp = self.xp
-        ends = self._ends(x, knots, thr)
-        out = slope * (x - k0) + f0
-        retry = any_nan is None or any_nan(out)
-        if retry:
-            k1, f1 = self._upper(knots, values, j)
-            # numpy: "If we get nan in one direction, try the other".
-            out = xp.where(xp.isnan(out), slope * (x - k1) + f1, out)
-            out = xp.where(xp.isnan(out) & (f0 == f1), f0, out)
-        out = self._at_knots_and_ends(x, knots, values, k0, f0, out, ends, retry, lo, hi)
-        return _Forward(out, None, None, None, None, ends, None)
-
-    def _at_knots_and_ends(
-        self,
-        x: Array,
-        knots: Array,
-        values: Array,
-        k0: Array,
-        f0: Array,
-        out: Array,
-        ends: _Ends,
-        retry: bool,
-        lo: Array | None,
-        hi: Array | None,
-    ) -> Array:
-        """numpy's exact values at a knot, the ends' answers (:meth:`_ends`), and NaN queries."""
-        xp = self.xp
         out = xp.where(x == k0, f0, out)
         # Beyond the ends: a bound, an end value, or (extrapolated entries)
         # the bin formula above, left as it is.
@@ -419,7 +361,9 @@ class InterpRule:
             out = xp.where(ends.first, values[..., :1], out)
         if retry:
             out = xp.where(xp.isnan(x), x, out)
-        return out
+        if value_only:
+            return _Forward(out, None, None, None, None, ends, None)
+        return _Forward(out, gap, safe_gap, rise, d0, ends, slope)
 
     def _ends(self, x: Array, knots: Array, thr: Array | float | None) -> _Ends:
         """Who answers the entries beyond each end of the knots (see :data:`Bound`).
@@ -667,14 +611,6 @@ def generic_linearize(
     s = p.tangent(*fin)
     delta = s - sg(s)
     return out + xp.where(xp.isfinite(delta), delta, xp.zeros_like(delta))
-
-
-def _slopes_per_bin(x: Array, knots: Array) -> bool:
-    """numpy.interp's choice: a slope per bin when there are at least as many queries (per row of
-    batched knots) as knots; unknown sizes (lazy chunks) keep the slope per query."""
-    dims = tuple(x.shape[-1:] if knots.ndim > 1 else x.shape)
-    n = knots.shape[-1]
-    return all(isinstance(d, int) for d in (*dims, n)) and math.prod(dims) >= n
 
 
 def _finite(a: Array) -> Array:
