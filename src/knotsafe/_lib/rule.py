@@ -442,6 +442,16 @@ class InterpRule:
         """Partials from arrays an earlier :meth:`value_and_partials` returned."""
         return Partials(j, dx, a0, a1, KNOT_GRAD_MODES[self.knot_grad], self.hooks, self.xp, bl, br)
 
+    def computed_partials(self, needs: tuple[bool, ...]) -> tuple[bool, bool, bool, bool, bool]:
+        """Which of ``dx, a0, a1, bl, br`` a first-order :meth:`value_and_partials` computes for
+        ``needs`` (the others are None): ``dx`` for a gradient of ``x`` or ``knots``; ``a0, a1`` for
+        ``knots`` or ``values``; a bound's weight for its ``"value"`` bound unless ``needs[3:5]``
+        rules it out."""
+        need_x, need_k, need_v = needs[:3]
+        want_lo, want_hi = needs[3:5] if len(needs) == 5 else (True, True)
+        weights = need_k or need_v
+        return need_x or need_k, weights, weights, want_lo and self.left == "value", want_hi and self.right == "value"
+
     def value_and_partials(
         self,
         x: Array,
@@ -479,8 +489,9 @@ class InterpRule:
             # "stop": the knots are constants to every derivative of any order.
             knots = self.hooks.stop_gradient(knots)
         j, k0, f0 = self._bracket(x, knots, values, j)
+        want_dx, want_weights, _, want_bl, want_br = self.computed_partials(needs if first_order else (True,) * 5)
         # The threshold is read by the slope's partials (d/dx, d/dknots) and by "extrapolate".
-        slope_read = not first_order or needs[0] or needs[1] or "extrapolate" in (self.left, self.right)
+        slope_read = want_dx or "extrapolate" in (self.left, self.right)
         thr = self.threshold(knots) if slope_read else None
         fwd = self._forward(
             x,
@@ -495,10 +506,10 @@ class InterpRule:
             hi=hi,
             thr=thr,
             keep_rise=not first_order,
-            keep_safe_gap=not first_order or needs[1] or needs[2],
+            keep_safe_gap=want_weights,
         )
         del f0  # read by the forward only: one array over the queries less alive below
-        bounds = self._bound_weights(fwd.ends, x, needs)
+        bounds = self._bound_weights(fwd.ends, x, want_bl, want_br)
 
         # On a bin's line: inside the knots, or extrapolated beyond an end.  An
         # extrapolated x = -inf or +inf is not: its output (the line's, inf or
@@ -520,14 +531,13 @@ class InterpRule:
         # an infinite knot (gap inf or NaN), or with an infinite or NaN slope,
         # is treated as a duplicate too.
         if first_order:
-            need_x, need_k, need_v = needs[:3]
             dx = a0 = a1 = None
-            if need_x or need_k:
+            if want_dx:
                 # A genuine gap is > threshold >= 0, so there safe_gap == gap and
                 # the forward's slope is rise / gap: the same values as the
                 # guarded divisions below, which only differentiability needs.
                 dx = xp.where(self._bin_genuine(inside, fwd, thr), fwd.slope, zero)
-            if need_k or need_v:
+            if want_weights:
                 a0, a1 = self._weights(self._flat_weight(x, k0, fwd, inside, zero, one), inside, fwd, zero, one)
             return fwd.out, self.partials(j, dx, a0, a1, *bounds)
         # Double where: the differentiable divisions only ever see genuine bins
@@ -575,13 +585,12 @@ class InterpRule:
         a0 = xp.where(inside if ends.first is None else inside | ends.first, 1.0 - w, zero)
         return a0, a1
 
-    def _bound_weights(self, ends: _Ends, x: Array, needs: tuple[bool, ...]) -> tuple[Array | None, Array | None]:
-        """``(bl, br)``: 1 where the output copies the ``"value"`` bound, else 0 (None: no such bound,
-        or ``needs[3:5]`` says no gradient of it is asked for)."""
-        want = needs[3:5] if len(needs) == 5 else (True, True)
+    def _bound_weights(self, ends: _Ends, x: Array, want_bl: bool, want_br: bool) -> tuple[Array | None, Array | None]:
+        """``(bl, br)``: 1 where the output copies the ``"value"`` bound, else 0 (None where not
+        wanted: no such bound, or no gradient of it asked for, see :meth:`computed_partials`)."""
         return tuple(  # type: ignore[return-value]
             None if mask is None or not w else self.xp.astype(mask, x.dtype)
-            for mask, w in zip((ends.left, ends.right), want, strict=True)
+            for mask, w in zip((ends.left, ends.right), (want_bl, want_br), strict=True)
         )
 
 

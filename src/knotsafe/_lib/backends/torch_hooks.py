@@ -39,7 +39,7 @@ class _InterpFunction(torch.autograd.Function):
         out, p = rule.value_and_partials(
             x, knots, values, first_order=True, any_nan=_any_nan_reader(x), needs=needs, lo=lo, hi=hi
         )
-        # Only the partials computed are outputs (`_present` says which):
+        # Only the partials computed are outputs (`rule.computed_partials` says which):
         # torch.compile's AOTAutograd rejects an output that no input's
         # gradient reads (a placeholder), and unneeded partials cost passes.
         return out, p.j, *(a for a in (p.dx, p.a0, p.a1, p.bl, p.br) if a is not None)
@@ -55,7 +55,7 @@ class _InterpFunction(torch.autograd.Function):
         ctx.save_for_backward(x, knots, values, *partials)
         ctx.save_for_forward(x, knots, values, *partials)
         ctx.rule = rule
-        ctx.present = _present(rule, needs)
+        ctx.present = rule.computed_partials(needs)
 
     @staticmethod
     def backward(ctx: Any, g: Any, *_: Any) -> Any:  # type: ignore[override]
@@ -72,19 +72,6 @@ class _Interp(_InterpFunction):
         t = _partials(ctx, saved=False).tangent(x_t, knots_t, values_t, lo_t, hi_t)
         # One tangent per output: the non-differentiable partials get None.
         return t, *([None] * (len(ctx.saved_tensors) - 3))
-
-
-def _present(rule: InterpRule, needs: tuple[bool, ...]) -> tuple[bool, ...]:
-    """Which of ``dx, a0, a1, bl, br`` the rule's first-order forward computes for ``needs``
-    (as ``InterpRule.value_and_partials`` decides: see its ``needs``)."""
-    need_x, need_k, need_v, need_lo, need_hi = needs
-    return (
-        need_x or need_k,
-        need_k or need_v,
-        need_k or need_v,
-        need_lo and rule.left == "value",
-        need_hi and rule.right == "value",
-    )
 
 
 def _partials(ctx: Any, saved: bool = True) -> Partials:
