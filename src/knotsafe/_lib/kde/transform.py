@@ -9,6 +9,7 @@ are checked by :mod:`knotsafe._lib.validation.kernel_args`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
@@ -36,11 +37,21 @@ def _inverse(xp: ModuleType, hooks: BackendHooks, grid: int, arrays: kc.TableArr
     return kc.inverse(kc.tables_of(xp, hooks, grid, arrays), u)
 
 
-def _programs(xp: ModuleType, hooks: BackendHooks, grid: int) -> tuple[Callable[..., Any], ...]:
+@dataclass(frozen=True)
+class _Programs:
     """Build, forward and inverse of a ``grid``-node kernel CDF, each through the backend's
     ``compiled`` hook: the kernel CDF is a long chain of small operations, one program per shape
     on a compiling backend (JAX) rather than one per operation."""
-    return tuple(compiled_partial(hooks, f, xp, hooks, grid) for f in (_build, _forward, _inverse))
+
+    grid: int
+    build: Callable[..., kc.TableArrays]
+    forward: Callable[..., Array]
+    inverse: Callable[..., Array]
+
+
+def _programs(xp: ModuleType, hooks: BackendHooks, grid: int) -> _Programs:
+    build, forward, inverse = (compiled_partial(hooks, f, xp, hooks, grid) for f in (_build, _forward, _inverse))
+    return _Programs(grid, build, forward, inverse)
 
 
 def kernel_transforms(
@@ -68,53 +79,52 @@ def kernel_transforms(
     dtype = points.dtype
     m = n_knots
     # Two nodes of margin for a wider dtype: the grid was sized from span / h rounded in the points' dtype.
-    build, forward, inverse = _programs(xp, hooks, grid)
-    build_wider, forward_wider, inverse_wider = _programs(xp, hooks, grid + 2)
-    own = build(points, weights, h)
+    progs, progs_wider = _programs(xp, hooks, grid), _programs(xp, hooks, grid + 2)
+    own = progs.build(points, weights, h)
     wider: dict[Any, kc.TableArrays] = {}
 
-    def tables(like: Array) -> tuple[kc.TableArrays, int]:
-        """The table arrays for queries ``like`` and their grid size."""
+    def tables(like: Array) -> tuple[kc.TableArrays, _Programs]:
+        """The table arrays for queries ``like`` and the programs of their grid."""
         if like.dtype == dtype:
-            return own, grid
+            return own, progs
         if like.dtype in wider:
-            return wider[like.dtype], grid + 2
+            return wider[like.dtype], progs_wider
 
         def cast(a: Array) -> Array:
             return xp.astype(a, like.dtype)
 
-        tabs = build_wider(cast(points), None if weights is None else cast(weights), cast(h))
+        tabs = progs_wider.build(cast(points), None if weights is None else cast(weights), cast(h))
         # Kept only when concrete: tables traced inside one jax.jit must not leak into another call.
         if hooks.is_concrete(tabs[0][0]):
             wider[like.dtype] = tabs
-        return tabs, grid + 2
+        return tabs, progs_wider
 
     def transform(q: Array) -> Array:
         """Kernel-CDF coordinates of queries ``q`` of shape (K, D), in [0, 1]."""
-        arrays, g = tables(q)
-        return (forward if g == grid else forward_wider)(arrays, q)
+        arrays, p = tables(q)
+        return p.forward(arrays, q)
 
     if m is None:
 
         def inv_transform(u: Array) -> Array:
             """Points whose kernel-CDF coordinates are ``u`` (K, D), clamped to [0, 1]."""
-            arrays, g = tables(u)
-            return (inverse if g == grid else inverse_wider)(arrays, u)
+            arrays, p = tables(u)
+            return p.inverse(arrays, u)
 
         return transform, inv_transform
 
-    def knot_table(arrays: kc.TableArrays, g: int) -> tuple[Array, Array]:
-        tabs = kc.tables_of(xp, hooks, g, arrays)
+    def knot_table(arrays: kc.TableArrays, p: _Programs) -> tuple[Array, Array]:
+        tabs = kc.tables_of(xp, hooks, p.grid, arrays)
         frac = xp.linspace(0.0, 1.0, m, dtype=tabs.lo.dtype, device=compat.device(points))
         knots = tabs.lo[None, :] + frac[:, None] * (tabs.hi - tabs.lo)[None, :]  # (M, D)
-        return knots, (forward if g == grid else forward_wider)(arrays, knots)
+        return knots, p.forward(arrays, knots)
 
-    own_knots = knot_table(own, grid)
+    own_knots = knot_table(own, progs)
 
     def inv_table(u: Array) -> Array:
         """Table inverse: ``interp(u, u(knots), knots)`` per column (clamped)."""
-        arrays, g = tables(u)
-        knots, knot_u = own_knots if arrays is own else knot_table(arrays, g)
+        arrays, p = tables(u)
+        knots, knot_u = own_knots if arrays is own else knot_table(arrays, p)
         opts: dict[str, Any] = {"left": None, "right": None, "knot_grad": knot_grad, "min_gap": min_gap}
         cols = [interpolate(xp, hooks, u[:, d], knot_u[:, d], knots[:, d], **opts) for d in range(dim)]
         return xp.stack(cols, axis=1)
