@@ -179,7 +179,7 @@ def bench(session: nox.Session) -> None:
 
     Results go to build/benchmarks/ unless ``--out`` (and ``--plot``) say otherwise.
     """
-    _install(session, *TEST, *ALL_PACKAGES, "torchinterp1d", "matplotlib")
+    _install(session, *TEST, *ALL_PACKAGES, "torchinterp1d", "numba", "matplotlib")
     args = [a for a in session.posargs if a != "--scale"]
     out = () if any(a.startswith("--out") for a in args) else ("--out", BENCH_OUT)
     if "--scale" in session.posargs:
