@@ -142,9 +142,11 @@ def compiled_partial(hooks: BackendHooks, fn: Callable[..., Any], *static: Any) 
     that cannot be hashed (a user's hook object) get a new one each call.
     """
     try:
-        return _compiled_partial(hooks, fn, *static)
+        hash((hooks, fn, *static))
     except TypeError:
         return hooks.compiled(functools.partial(fn, *static))
+    # Asked only once the key is known to hash: a TypeError from the hook itself propagates.
+    return _compiled_partial(hooks, fn, *static)
 
 
 @functools.lru_cache(maxsize=256)
